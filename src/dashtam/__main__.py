@@ -1,0 +1,5 @@
+"""`python -m dashtam` runs the command line."""
+
+from dashtam.cli import app
+
+app()

@@ -1,0 +1,164 @@
+"""The `dashtam` command line: serve, migrate, make certificates and keys, run everything."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dashtam import __version__
+from dashtam.core.config import (
+    ConfigurationError,
+    Settings,
+    generate_encryption_key,
+    generate_secret_key,
+    load_settings,
+)
+
+app = typer.Typer(
+    help="Dashtam: aggregate a person's financial data behind one secure API.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+keys_app = typer.Typer(help="Secrets: print fresh ones, or rotate the token-vault key.")
+app.add_typer(keys_app, name="keys")
+
+
+def _settings(**overrides: object) -> Settings:
+    try:
+        return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ConfigurationError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=2) from exc
+
+
+def tls_files(settings: Settings) -> tuple[str, str] | None:
+    """Certificate and key paths to serve with, creating local ones outside production."""
+    if not settings.tls_enabled:
+        return None
+    assert settings.tls_cert_file is not None and settings.tls_key_file is not None
+    if not settings.tls_cert_file.exists() and not settings.is_production:
+        from dashtam.core.tls import ensure_certificates
+
+        ensure_certificates(settings.certs_dir)
+    if not settings.tls_cert_file.exists() or not settings.tls_key_file.exists():
+        typer.secho(
+            f"error: TLS certificate {settings.tls_cert_file} or key is missing "
+            "(run `dashtam certs`, or set TLS_CERT_FILE / TLS_KEY_FILE)",
+            fg=typer.colors.RED,
+            err=True,
+        )
+        raise typer.Exit(code=2)
+    return str(settings.tls_cert_file), str(settings.tls_key_file)
+
+
+def serve(
+    factory: str,
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    workers: int = 1,
+    reload: bool = False,
+) -> None:
+    """Run a uvicorn server for an app factory over HTTPS (unless TLS is disabled)."""
+    import uvicorn
+
+    from dashtam.core.logging import configure_logging
+
+    configure_logging(settings.log_level, settings.log_format)
+    tls = tls_files(settings)
+    uvicorn.run(
+        factory,
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        reload=reload,
+        ssl_certfile=tls[0] if tls else None,
+        ssl_keyfile=tls[1] if tls else None,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=",".join(settings.trusted_proxies) or None,
+        timeout_graceful_shutdown=20,
+    )
+
+
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="Bind address.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port.")] = None,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    reload: Annotated[bool, typer.Option(help="Reload on code changes.")] = False,
+) -> None:
+    """Serve the REST API over HTTPS."""
+    settings = _settings()
+    serve(
+        "dashtam.main:create_app",
+        settings,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        reload=reload,
+    )
+
+
+@app.command()
+def migrate(
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+    down: Annotated[bool, typer.Option("--down", help="Downgrade to REVISION.")] = False,
+) -> None:
+    """Apply (or revert) database migrations."""
+    from dashtam.core.migrations import downgrade, upgrade_to_head
+
+    settings = _settings()
+    url = settings.effective_database_url
+    if down:
+        downgrade(url, revision)
+    else:
+        upgrade_to_head(url, revision)
+    typer.echo(f"database at {revision}{' (downgraded)' if down else ''}")
+
+
+@app.command()
+def certs(
+    directory: Annotated[Path, typer.Option(help="Output directory.")] = Path("certs"),
+    force: Annotated[bool, typer.Option(help="Re-create the CA too.")] = False,
+) -> None:
+    """Create a local CA and a server certificate for 127.0.0.1 / localhost."""
+    from dashtam.core.tls import ensure_certificates
+
+    paths, written = ensure_certificates(directory, force=force)
+    state = "written" if written else "already valid"
+    typer.echo(f"{state}: CA {paths.ca_cert}, server {paths.server_cert}")
+
+
+@keys_app.callback(invoke_without_command=True)
+def keys(ctx: typer.Context) -> None:
+    """Print fresh secrets for SECRET_KEY and ENCRYPTION_KEYS."""
+    if ctx.invoked_subcommand is None:
+        typer.echo(f"SECRET_KEY={generate_secret_key()}")
+        typer.echo(f"ENCRYPTION_KEYS={generate_encryption_key('k1')}")
+
+
+@app.command()
+def dev() -> None:
+    """Run the whole system on the embedded backends in one terminal."""
+    from dashtam.devserver import run_dev
+
+    settings = _settings()
+    raise typer.Exit(code=asyncio.run(run_dev(settings)))
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

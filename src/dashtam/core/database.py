@@ -1,0 +1,131 @@
+"""Async engines and the unit-of-work session.
+
+One `AsyncSession` per request (or job): `session_scope` commits when the block succeeds and
+rolls back when it raises; services only `flush()`. SQLite is tuned for safe concurrency (WAL,
+busy timeout, foreign keys) and every transaction starts with `BEGIN IMMEDIATE`, because the
+driver's default of opening no transaction before a SELECT silently loses read-then-write
+updates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from dashtam.core.config import Settings
+
+SessionFactory = async_sessionmaker[AsyncSession]
+AfterCommitHook = Callable[[], Any]
+
+_SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA busy_timeout=5000",
+)
+
+
+def _install_sqlite_hooks(engine: AsyncEngine, *, foreign_keys: bool) -> None:
+    """Apply pragmas per connection and take the write lock at BEGIN."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Hand transaction control to SQLAlchemy so our explicit BEGIN is the only one.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in _SQLITE_PRAGMAS:
+            cursor.execute(pragma)
+        cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def create_engine(
+    url: str, settings: Settings, *, foreign_keys: bool = True, **overrides: Any
+) -> AsyncEngine:
+    """Build an async engine for `url` with the backend-specific tuning.
+
+    Args:
+        url: SQLAlchemy URL (`postgresql+asyncpg://…` or `sqlite+aiosqlite:///…`).
+        settings: Pool sizes and timeouts come from here.
+        foreign_keys: SQLite only; migrations turn enforcement off while rebuilding tables.
+        **overrides: Extra `create_async_engine` keyword arguments.
+
+    Returns:
+        The configured engine.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(
+            url,
+            echo=settings.db_echo,
+            connect_args={"timeout": 5},
+            **overrides,
+        )
+        _install_sqlite_hooks(engine, foreign_keys=foreign_keys)
+        return engine
+    options: dict[str, Any] = {
+        "echo": settings.db_echo,
+        "pool_size": settings.db_pool_size,
+        "max_overflow": settings.db_max_overflow,
+        "pool_timeout": settings.db_pool_timeout,
+        "pool_pre_ping": True,
+        "pool_recycle": 1800,
+        # A dead server must fail fast (health answers 503 within 2 s), not hang.
+        "connect_args": {
+            "timeout": settings.db_connect_timeout,
+            "command_timeout": 30,
+            "server_settings": {"application_name": "dashtam", "timezone": "UTC"},
+        },
+    }
+    options.update(overrides)
+    return create_async_engine(url, **options)
+
+
+def create_session_factory(engine: AsyncEngine) -> SessionFactory:
+    """Sessions that keep loaded objects usable after commit (no implicit refresh I/O)."""
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+def after_commit(session: AsyncSession, hook: AfterCommitHook) -> None:
+    """Run `hook` only if and after the session's unit of work commits.
+
+    Used to enqueue jobs and send mail: on rollback the hook is dropped.
+    """
+    session.info.setdefault("after_commit", []).append(hook)
+
+
+@asynccontextmanager
+async def session_scope(factory: SessionFactory) -> AsyncIterator[AsyncSession]:
+    """One unit of work: commit on success, roll back on error, then run after-commit hooks.
+
+    Args:
+        factory: The session factory from the application state.
+
+    Yields:
+        An open session.
+    """
+    async with factory() as session:
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            session.info.pop("after_commit", None)
+            raise
+        hooks: list[AfterCommitHook] = session.info.pop("after_commit", [])
+    for hook in hooks:
+        result = hook()
+        if hasattr(result, "__await__"):
+            await result

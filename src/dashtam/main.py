@@ -1,0 +1,112 @@
+"""The FastAPI application factory and its lifespan. Nothing is built at import time."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from dashtam import __version__
+from dashtam.api.router import build_api_router
+from dashtam.api.routes import health
+from dashtam.core.config import Settings, load_settings
+from dashtam.core.database import create_engine, create_session_factory
+from dashtam.core.errors import install_error_handlers
+from dashtam.core.kv import create_kv_store
+from dashtam.core.logging import configure_logging, log_event
+from dashtam.core.middleware import (
+    BodySizeLimitMiddleware,
+    RequestContextMiddleware,
+    SecurityHeadersMiddleware,
+    TrustedHostMiddleware,
+)
+from dashtam.core.state import AppResources
+
+logger = logging.getLogger("dashtam.app")
+
+
+async def build_resources(settings: Settings) -> AppResources:
+    """Create the engine, session factory and KV store for one application instance."""
+    engine = create_engine(settings.effective_database_url, settings)
+    kv = create_kv_store(
+        settings.redis_url,
+        max_connections=settings.redis_max_connections,
+        pool_timeout=settings.redis_pool_timeout,
+        socket_timeout=settings.redis_socket_timeout,
+    )
+    return AppResources(
+        settings=settings,
+        engine=engine,
+        session_factory=create_session_factory(engine),
+        kv=kv,
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the API application.
+
+    Args:
+        settings: Explicit settings (tests); read from the environment when omitted.
+
+    Returns:
+        A FastAPI app whose lifespan creates and closes every resource.
+    """
+    settings = settings or load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.should_auto_migrate:
+            from dashtam.core.migrations import upgrade_to_head
+
+            await asyncio.to_thread(upgrade_to_head, settings.effective_database_url)
+        resources = await build_resources(settings)
+        app.state.resources = resources
+        log_event(
+            logger,
+            "app.started",
+            environment=settings.environment,
+            database="sqlite" if settings.uses_sqlite else "postgresql",
+            kv=resources.kv.backend,
+        )
+        try:
+            yield
+        finally:
+            await resources.close()
+            log_event(logger, "app.stopped")
+
+    docs = settings.docs_enabled
+    app = FastAPI(
+        title="Dashtam API",
+        version=__version__,
+        summary="One trustworthy view of a person's accounts, balances, positions and transactions.",
+        lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
+    )
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(build_api_router())
+
+    # Added innermost first: the request-context middleware wraps everything else, so even a
+    # rejected host or an oversized body gets a request id and an access-log line.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=False,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After", "RateLimit-Limit",
+                            "RateLimit-Remaining", "RateLimit-Reset", "Location"],
+        )
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts or ["*"])
+    app.add_middleware(SecurityHeadersMiddleware, hsts=settings.tls_enabled)
+    app.add_middleware(RequestContextMiddleware)
+    return app
