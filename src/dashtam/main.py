@@ -46,37 +46,42 @@ async def build_resources(settings: Settings) -> AppResources:
     )
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, resources: AppResources | None = None) -> FastAPI:
     """Build the API application.
 
     Args:
         settings: Explicit settings (tests); read from the environment when omitted.
+        resources: Pre-built resources (tests share one engine); the caller closes them.
 
     Returns:
         A FastAPI app whose lifespan creates and closes every resource.
     """
-    settings = settings or load_settings()
+    settings = settings or (resources.settings if resources else load_settings())
     configure_logging(settings.log_level, settings.log_format)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if resources is not None:
+            app.state.resources = resources
+            yield
+            return
         if settings.should_auto_migrate:
             from dashtam.core.migrations import upgrade_to_head
 
             await asyncio.to_thread(upgrade_to_head, settings.effective_database_url)
-        resources = await build_resources(settings)
-        app.state.resources = resources
+        owned = await build_resources(settings)
+        app.state.resources = owned
         log_event(
             logger,
             "app.started",
             environment=settings.environment,
             database="sqlite" if settings.uses_sqlite else "postgresql",
-            kv=resources.kv.backend,
+            kv=owned.kv.backend,
         )
         try:
             yield
         finally:
-            await resources.close()
+            await owned.close()
             log_event(logger, "app.stopped")
 
     docs = settings.docs_enabled
