@@ -27,8 +27,8 @@ from dashtam.core.state import AppResources
 from dashtam.main import create_app
 from tests.support.backends import (
     recreate_postgres_database,
-    test_database_url,
-    test_redis_url,
+    worker_database_url,
+    worker_redis_url,
     truncate_all,
 )
 
@@ -47,8 +47,8 @@ def make_settings(tmp_root: Path, **overrides: object) -> Settings:
     """Settings for tests: test environment, this worker's stores, fixed secrets, no TLS."""
     values: dict[str, object] = {
         "environment": "test",
-        "database_url": test_database_url(tmp_root),
-        "redis_url": test_redis_url(),
+        "database_url": worker_database_url(tmp_root),
+        "redis_url": worker_redis_url(),
         "secret_key": _SECRET_KEY,
         "encryption_keys": _ENCRYPTION_KEYS,
         "var_dir": tmp_root / "var",

@@ -24,7 +24,7 @@ def worker_index() -> int:
     return int(match.group(1)) if match else 0
 
 
-def test_database_url(tmp_root: Path) -> str:
+def worker_database_url(tmp_root: Path) -> str:
     """The database this worker uses."""
     base = os.environ.get("TEST_DATABASE_URL")
     if not base:
@@ -34,7 +34,7 @@ def test_database_url(tmp_root: Path) -> str:
     return url.set(database=name).render_as_string(hide_password=False)
 
 
-def test_redis_url() -> str | None:
+def worker_redis_url() -> str | None:
     """This worker's Redis database (base number + worker index), or None for in-process."""
     base = os.environ.get("TEST_REDIS_URL")
     if not base:
