@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging.config
 
+from alembic import context
 from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
 import dashtam.models  # noqa: F401  (registers every table on the metadata)
-from alembic import context
 from dashtam.core.config import Settings
 from dashtam.core.database import create_engine
 

@@ -27,9 +27,9 @@ from dashtam.core.state import AppResources
 from dashtam.main import create_app
 from tests.support.backends import (
     recreate_postgres_database,
+    truncate_all,
     worker_database_url,
     worker_redis_url,
-    truncate_all,
 )
 
 _TMP_ROOT = Path(tempfile.mkdtemp(prefix="dashtam-tests-"))
@@ -109,9 +109,9 @@ async def _isolate(request: pytest.FixtureRequest) -> AsyncIterator[None]:
 @pytest.fixture
 async def resources(
     settings: Settings, engine: AsyncEngine, kv_store: KeyValueStore
-) -> AsyncIterator[AppResources]:
+) -> AppResources:
     """Application resources over the shared engine and KV store."""
-    yield AppResources(
+    return AppResources(
         settings=settings,
         engine=engine,
         session_factory=create_session_factory(engine),
@@ -149,11 +149,10 @@ def backend_name() -> str:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _no_stray_env(monkeypatch_session: pytest.MonkeyPatch) -> Iterator[None]:
+def _no_stray_env(monkeypatch_session: pytest.MonkeyPatch) -> None:
     """Keep a developer's own environment from leaking into tests."""
     for name in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "ENCRYPTION_KEYS", "ENVIRONMENT"):
         monkeypatch_session.delenv(name, raising=False)
-    yield
 
 
 @pytest.fixture(scope="session")

@@ -38,7 +38,8 @@ def tls_files(settings: Settings) -> tuple[str, str] | None:
     """Certificate and key paths to serve with, creating local ones outside production."""
     if not settings.tls_enabled:
         return None
-    assert settings.tls_cert_file is not None and settings.tls_key_file is not None
+    assert settings.tls_cert_file is not None
+    assert settings.tls_key_file is not None
     if not settings.tls_cert_file.exists() and not settings.is_production:
         from dashtam.core.tls import ensure_certificates
 
@@ -152,6 +153,21 @@ def dev() -> None:
 
     settings = _settings()
     raise typer.Exit(code=asyncio.run(run_dev(settings)))
+
+
+@app.command()
+def simulator(
+    host: Annotated[str | None, typer.Option(help="Bind address.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port.")] = None,
+) -> None:
+    """Serve the Schwab-compatible simulator (OAuth + Trader API) over HTTPS."""
+    settings = _settings()
+    serve(
+        "dashtam.simulator.app:create_simulator_app",
+        settings,
+        host=host or settings.simulator_host,
+        port=port or settings.simulator_port,
+    )
 
 
 @app.command()

@@ -88,7 +88,7 @@ def create_app(settings: Settings | None = None, resources: AppResources | None 
     app = FastAPI(
         title="Dashtam API",
         version=__version__,
-        summary="One trustworthy view of a person's accounts, balances, positions and transactions.",
+        summary="One trustworthy view of accounts, balances, positions and transactions.",
         lifespan=lifespan,
         docs_url="/docs" if docs else None,
         redoc_url="/redoc" if docs else None,
@@ -108,8 +108,14 @@ def create_app(settings: Settings | None = None, resources: AppResources | None 
             allow_credentials=False,
             allow_methods=["GET", "POST", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
-            expose_headers=["X-Request-ID", "Retry-After", "RateLimit-Limit",
-                            "RateLimit-Remaining", "RateLimit-Reset", "Location"],
+            expose_headers=[
+                "X-Request-ID",
+                "Retry-After",
+                "RateLimit-Limit",
+                "RateLimit-Remaining",
+                "RateLimit-Reset",
+                "Location",
+            ],
         )
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts or ["*"])
     app.add_middleware(SecurityHeadersMiddleware, hsts=settings.tls_enabled)

@@ -11,6 +11,7 @@ import base64
 import json
 import os
 import secrets
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
@@ -108,6 +109,113 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
 
+    # --- auth ----------------------------------------------------------------------------
+    access_token_ttl_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    refresh_token_ttl_days: int = Field(default=30, ge=1, le=365)
+    jwt_issuer: str = "dashtam"
+    jwt_audience: str = "dashtam-api"
+    verification_token_ttl_hours: int = Field(default=24, ge=1)
+    reset_token_ttl_minutes: int = Field(default=60, ge=5)
+
+    # --- rate limiting -------------------------------------------------------------------
+    rate_limit_enabled: bool = True
+    rate_limit_login: str = "10/minute"
+    rate_limit_register: str = "5/minute"
+    rate_limit_resend: str = "5/minute"
+    rate_limit_reset: str = "5/minute"
+    rate_limit_user: str = "600/minute"
+    login_lockout_threshold: int = Field(default=10, ge=1)
+    login_lockout_window_minutes: int = Field(default=15, ge=1)
+    login_lockout_minutes: int = Field(default=15, ge=1)
+
+    # --- email ---------------------------------------------------------------------------
+    email_backend: Literal["console", "file", "smtp", "ses"] | None = Field(
+        default=None, description="Default: `file` in development/test, `console` in production."
+    )
+    email_from: str = "Dashtam <no-reply@localhost>"
+    email_link_base_url: str = "https://127.0.0.1:8000"
+    mail_dir: Path | None = Field(default=None, description="`.eml` outbox (default var/mail).")
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = True
+    smtp_timeout: float = Field(default=10.0, gt=0)
+    aws_region: str | None = None
+    ses_configuration_set: str | None = None
+
+    # --- providers -----------------------------------------------------------------------
+    schwab_app_key: SecretStr | None = Field(default=None, description="Schwab App Key.")
+    schwab_app_secret: SecretStr | None = Field(default=None, description="Schwab App Secret.")
+    schwab_redirect_uri: str = Field(
+        default="https://127.0.0.1:8182",
+        description="Callback URL registered with Schwab; sent byte-for-byte at both steps.",
+    )
+    schwab_auth_base_url: str = "https://api.schwabapi.com/v1/oauth"
+    schwab_api_base_url: str = "https://api.schwabapi.com/trader/v1"
+    schwab_requests_per_minute: int = Field(default=120, ge=1)
+    provider_ca_file: Path | None = Field(
+        default=None,
+        description="Extra CA to trust for provider calls (the local simulator); default: system.",
+    )
+    provider_connect_timeout: float = Field(default=10.0, gt=0)
+    provider_timeout: float = Field(default=30.0, gt=0, description="Whole-attempt limit (s).")
+    provider_max_attempts: int = Field(default=4, ge=1, le=10)
+    provider_retry_after_max: float = Field(
+        default=30.0, ge=0, description="Longest Retry-After we wait out before giving up (s)."
+    )
+    provider_budget_max_wait: float = Field(
+        default=65.0, ge=0, description="Longest wait for the per-provider request budget (s)."
+    )
+
+    # --- simulator (the Schwab-compatible institution, `dashtam simulator`) ---------------
+    simulator_host: str = "127.0.0.1"
+    simulator_port: int = Field(default=8443, ge=1, le=65535)
+    simulator_client_id: str | None = Field(
+        default=None, description="Registered app key; random per start when unset."
+    )
+    simulator_client_secret: SecretStr | None = Field(
+        default=None, description="Registered app secret; random per start when unset."
+    )
+    simulator_redirect_uris: CsvList = Field(
+        default_factory=lambda: ["https://127.0.0.1:8182"],
+        description="Comma-separated callback URLs; matched exactly.",
+    )
+    simulator_refresh_mode: Literal["same", "rotate", "omit"] = Field(
+        default="same", description="What a refresh grant returns as `refresh_token`."
+    )
+    simulator_start_time: datetime | None = Field(
+        default=None, description="Initial simulator clock (ISO 8601); default: real now."
+    )
+    simulator_clock_running: bool = Field(
+        default=False, description="Let the clock also follow real time (it always obeys advances)."
+    )
+    simulator_control_token: SecretStr | None = Field(
+        default=None, description="When set, /control requires it in `X-Control-Token`."
+    )
+    simulator_rate_limit: int = Field(default=120, ge=1, description="Trader calls per minute.")
+    simulator_seed: int = Field(default=20240229, description="Seed of the generated data.")
+    simulator_whale_years: int = Field(default=6, ge=1, le=20)
+    simulator_transaction_detail_shape: Literal["array", "object"] = Field(
+        default="array", description="Body of GET .../transactions/{id}: spec array or object."
+    )
+    simulator_cancelled_transactions: Literal["hide", "invalid"] = Field(
+        default="hide", description="Cancelled rows vanish from listings or show as INVALID."
+    )
+
+    @field_validator("simulator_redirect_uris", mode="before")
+    @classmethod
+    def _simulator_csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("simulator_start_time")
+    @classmethod
+    def _simulator_utc(cls, value: datetime | None) -> datetime | None:
+        # A naive start time would make every token expiry and data cut-off ambiguous.
+        if value is not None and value.tzinfo is None:
+            raise ValueError("SIMULATOR_START_TIME needs a UTC offset, e.g. 2025-06-16T12:00:00Z")
+        return value.astimezone(UTC) if value is not None else None
+
     @field_validator("cors_origins", "allowed_hosts", "trusted_proxies", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
@@ -118,6 +226,36 @@ class Settings(BaseSettings):
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
+    @field_validator(
+        "rate_limit_login",
+        "rate_limit_register",
+        "rate_limit_resend",
+        "rate_limit_reset",
+        "rate_limit_user",
+    )
+    @classmethod
+    def _rate_limit_rule(cls, value: str) -> str:
+        # Fail at start-up, not on the first request that hits a mistyped rule.
+        from limits import parse
+
+        try:
+            parse(value)
+        except ValueError as exc:
+            raise ValueError(f"not a rate limit rule like '10/minute': {value!r}") from exc
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"not an IP address or CIDR: {entry!r}") from exc
+        return value
+
     @model_validator(mode="after")
     def _fill_paths(self) -> Settings:
         if self.tls_cert_file is None:
@@ -126,6 +264,8 @@ class Settings(BaseSettings):
             self.tls_key_file = self.certs_dir / "server-key.pem"
         if self.tls_ca_file is None:
             self.tls_ca_file = self.certs_dir / "ca.pem"
+        if self.mail_dir is None:
+            self.mail_dir = self.var_dir / "mail"
         return self
 
     # --- derived -------------------------------------------------------------------------
@@ -140,6 +280,13 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.var_dir / 'dashtam.db').as_posix()}"
+
+    @property
+    def effective_email_backend(self) -> Literal["console", "file", "smtp", "ses"]:
+        """The email backend, defaulting to `.eml` files except in production (console)."""
+        if self.email_backend is not None:
+            return self.email_backend
+        return "console" if self.is_production else "file"
 
     @property
     def uses_sqlite(self) -> bool:

@@ -236,10 +236,10 @@ class RedisKeyValueStore:
 
     async def get(self, key: str) -> bytes | None:
         try:
-            value: bytes | None = await self._client.get(self._k(key))
+            value = await self._client.get(self._k(key))
         except (RedisError, OSError) as exc:
             raise KeyValueUnavailable(str(exc)) from exc
-        return value
+        return _optional_bytes(value)
 
     async def set(self, key: str, value: bytes | str, ttl: float | None = None) -> None:
         try:
@@ -256,10 +256,10 @@ class RedisKeyValueStore:
 
     async def pop(self, key: str) -> bytes | None:
         try:
-            value: bytes | None = await self._client.getdel(self._k(key))
+            value = await self._client.getdel(self._k(key))
         except (RedisError, OSError) as exc:
             raise KeyValueUnavailable(str(exc)) from exc
-        return value
+        return _optional_bytes(value)
 
     async def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
         full = self._k(key)
@@ -335,6 +335,12 @@ class _RedisLock:
             raise KeyValueUnavailable(str(error)) from error
 
 
+def _optional_bytes(value: object) -> bytes | None:
+    if value is None:
+        return None
+    return value if isinstance(value, bytes) else str(value).encode()
+
+
 def _ms(ttl: float | None) -> int | None:
     return None if ttl is None else max(1, int(ttl * 1000))
 
@@ -355,4 +361,3 @@ def create_kv_store(
             socket_timeout=socket_timeout,
         )
     return MemoryKeyValueStore()
-

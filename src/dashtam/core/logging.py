@@ -43,7 +43,10 @@ _SENSITIVE_TEXT = (
     (re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+"), REDACTED),
 )
 _RESERVED = frozenset(logging.makeLogRecord({}).__dict__) | {
-    "message", "asctime", "fields", "color_message"
+    "message",
+    "asctime",
+    "fields",
+    "color_message",
 }
 
 

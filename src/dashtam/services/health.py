@@ -13,10 +13,13 @@ from dashtam.core.state import AppResources
 from dashtam.schemas.health import CheckResult, Health, HealthChecks
 
 
-async def _timed(check: Callable[[], Awaitable[object]], timeout: float, backend: str) -> CheckResult:
+async def _timed(
+    check: Callable[[], Awaitable[object]], limit_seconds: float, backend: str
+) -> CheckResult:
     started = time.perf_counter()
     try:
-        await asyncio.wait_for(check(), timeout=timeout)
+        async with asyncio.timeout(limit_seconds):
+            await check()
     except TimeoutError:
         return CheckResult(status="down", backend=backend, detail="timed out")
     except Exception as exc:  # any failure means "down"; the type is enough detail
