@@ -1,0 +1,155 @@
+"""Measurements, ratios and verdicts (pure data and logic, no I/O)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from bench.scenarios.base import Target
+
+#: More failed requests than this share makes a measurement meaningless (wrong setup, limits).
+MAX_ERROR_RATE = 0.01
+
+Verdict = Literal["PASS", "MISS", "REPORT", "INVALID", "ERROR"]
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Throughput and latency of one side of a scenario.
+
+    Attributes:
+        label: `dashtam` or `reference`.
+        method: `wrk` (HTTP under load) or `function` (calls in N processes).
+        rate: Requests (or calls) per second.
+        count: Requests (or calls) completed in the measured window.
+        duration_s: Measured window.
+        p50_ms: Median latency (per-call time for functions).
+        p90_ms: 90th percentile.
+        p99_ms: 99th percentile.
+        errors: Failure counts by kind (wrk: connect, read, write, status, timeout).
+        setup: How it was driven, e.g. `50 conns / 2 threads` or `2 processes`.
+    """
+
+    label: str
+    method: Literal["wrk", "function"]
+    rate: float
+    count: int
+    duration_s: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    errors: dict[str, int] = field(default_factory=dict)
+    setup: str = ""
+
+    @property
+    def error_count(self) -> int:
+        """All failures together."""
+        return sum(self.errors.values())
+
+    @property
+    def error_rate(self) -> float:
+        """Failures per completed request (socket errors can exceed requests: capped at 1)."""
+        if self.count <= 0:
+            return 1.0 if self.error_count else 0.0
+        return min(1.0, self.error_count / self.count)
+
+    @property
+    def valid(self) -> bool:
+        """Whether the numbers mean something: requests done, few failures."""
+        return self.count > 0 and self.error_rate <= MAX_ERROR_RATE
+
+
+#: Above this many other runnable tasks before a scenario, its numbers are flagged as noisy.
+BUSY_THRESHOLD = 0.5
+
+
+@dataclass
+class ScenarioResult:
+    """Everything reported for one scenario."""
+
+    name: str
+    description: str
+    kind: str
+    target: Target | None
+    notes: str = ""
+    dashtam: Measurement | None = None
+    reference: Measurement | None = None
+    error: str | None = None
+    #: Other tasks wanting a CPU just before the scenario started (see `tools.other_runnable`).
+    busy_before: float | None = None
+    verdict: Verdict = "ERROR"
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def rate_ratio(self) -> float | None:
+        """Dashtam's throughput / the reference's (higher is better)."""
+        if self.dashtam is None or self.reference is None or self.reference.rate <= 0:
+            return None
+        return self.dashtam.rate / self.reference.rate
+
+    @property
+    def p99_ratio(self) -> float | None:
+        """Dashtam's p99 / the reference's (lower is better); only for same-kind sides."""
+        if self.dashtam is None or self.reference is None:
+            return None
+        if self.dashtam.method != self.reference.method or self.reference.p99_ms <= 0:
+            return None
+        return self.dashtam.p99_ms / self.reference.p99_ms
+
+    @property
+    def machine_was_busy(self) -> bool:
+        """Whether other processes competed for the cores when the scenario started."""
+        return self.busy_before is not None and self.busy_before >= BUSY_THRESHOLD
+
+    def decide(self) -> ScenarioResult:
+        """Set `verdict` and `reasons` from the measurements and the target; returns self."""
+        self.verdict, self.reasons = evaluate(self)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, ratios included."""
+        data = asdict(self)
+        data["target"] = asdict(self.target) if self.target else None
+        data["rate_ratio"] = self.rate_ratio
+        data["p99_ratio"] = self.p99_ratio
+        return data
+
+
+def evaluate(result: ScenarioResult) -> tuple[Verdict, list[str]]:
+    """Judge a result against its target.
+
+    Returns:
+        The verdict and why: `ERROR` (the run failed), `INVALID` (too many failed requests),
+        `REPORT` (no target), else `PASS` or `MISS`.
+    """
+    if result.error is not None or result.dashtam is None:
+        return "ERROR", [result.error or "no measurement"]
+    sides = [m for m in (result.dashtam, result.reference) if m is not None]
+    invalid = [
+        f"{m.label}: {m.error_count} errors in {m.count} requests ({_errors(m)})"
+        for m in sides
+        if not m.valid
+    ]
+    if invalid:
+        return "INVALID", invalid
+    target = result.target
+    if target is None:
+        return "REPORT", []
+    reasons: list[str] = []
+    if target.min_rps_ratio is not None:
+        ratio = result.rate_ratio
+        if ratio is None:
+            reasons.append("req/s ratio unavailable")
+        elif ratio < target.min_rps_ratio:
+            reasons.append(f"req/s ratio {ratio:.2f} < {target.min_rps_ratio:.2f}")
+    if target.max_p99_ratio is not None:
+        ratio = result.p99_ratio
+        if ratio is None:
+            reasons.append("p99 ratio unavailable")
+        elif ratio > target.max_p99_ratio:
+            reasons.append(f"p99 ratio {ratio:.2f} > {target.max_p99_ratio:.2f}")
+    return ("MISS" if reasons else "PASS"), reasons
+
+
+def _errors(measurement: Measurement) -> str:
+    return ", ".join(f"{k} {v}" for k, v in measurement.errors.items() if v) or "none"
