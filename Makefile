@@ -113,8 +113,13 @@ clean-all: clean ## Also remove .venv, var/ (local database, secrets, mail) and 
 	rm -rf $(VENV) var certs/*.pem
 
 # ---- docker compose (needs a Docker engine) -----------------------------------------------
+# env/.env.<name> is created from its template when missing and never overwritten afterwards.
+env/.env.dev env/.env.test env/.env.ci:
+	cp $@.example $@
+	@echo "created $@ from $@.example (edit it; it is git-ignored)"
+
 .PHONY: dev-up dev-down dev-logs dev-status dev-shell dev-restart dev-rebuild
-dev-up: ## Start the development stack in containers
+dev-up: env/.env.dev ## Start the development stack in containers
 	$(COMPOSE) -f compose/docker-compose.dev.yml up -d
 dev-down: ## Stop the development stack
 	$(COMPOSE) -f compose/docker-compose.dev.yml down
@@ -125,25 +130,25 @@ dev-status: ## Show development containers
 dev-shell: ## Shell in the development API container
 	$(COMPOSE) -f compose/docker-compose.dev.yml exec app bash
 dev-restart: dev-down dev-up ## Restart the development stack
-dev-rebuild: ## Rebuild development images without cache
+dev-rebuild: env/.env.dev ## Rebuild development images without cache
 	$(COMPOSE) -f compose/docker-compose.dev.yml build --no-cache
 
 .PHONY: test-up test-down test-status test-restart test-rebuild
-test-up: ## Start the isolated test stack
+test-up: env/.env.test ## Start the isolated test stack
 	$(COMPOSE) -f compose/docker-compose.test.yml up -d
 test-down: ## Stop the test stack
 	$(COMPOSE) -f compose/docker-compose.test.yml down -v
 test-status: ## Show test containers
 	$(COMPOSE) -f compose/docker-compose.test.yml ps
 test-restart: test-down test-up ## Restart the test stack
-test-rebuild: ## Rebuild test images without cache
+test-rebuild: env/.env.test ## Rebuild test images without cache
 	$(COMPOSE) -f compose/docker-compose.test.yml build --no-cache
 
 .PHONY: ci-up ci-test ci-down ci-build
-ci-build: ## Build CI images
+ci-build: env/.env.ci ## Build CI images
 	$(COMPOSE) -f compose/docker-compose.ci.yml build
-ci-up: ## Start CI services (they migrate, then stay idle)
-	$(COMPOSE) -f compose/docker-compose.ci.yml up -d --build
+ci-up: env/.env.ci ## Start CI services (they migrate, then stay idle) and wait until healthy
+	$(COMPOSE) -f compose/docker-compose.ci.yml up -d --build --wait
 ci-test: ci-up ## Run the test suite inside the CI stack
 	$(COMPOSE) -f compose/docker-compose.ci.yml exec -T app make test
 ci-down: ## Remove the CI stack
