@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import sys
 from dataclasses import dataclass, field
@@ -24,9 +25,39 @@ class DevProcess:
     env: dict[str, str] = field(default_factory=dict)
 
 
-def dev_processes(settings: Settings) -> list[DevProcess]:
-    """The processes `dashtam dev` runs, with the environment each needs."""
-    return [DevProcess("api", ("api",))]
+def dev_processes(
+    settings: Settings, *, credentials: tuple[str, str] | None = None
+) -> list[DevProcess]:
+    """The processes `dashtam dev` runs, with the environment each needs.
+
+    The API's Schwab provider is pointed at the local simulator, and both get the same app
+    key and secret — random per run unless `credentials` is given — so a newcomer can connect
+    `demo` / `demo-password` in a browser right away.
+    """
+    client_id, client_secret = credentials or (secrets.token_hex(16), secrets.token_hex(32))
+    scheme = "https" if settings.tls_enabled else "http"
+    simulator = f"{scheme}://127.0.0.1:{settings.simulator_port}"
+    redirect_uri = f"{scheme}://127.0.0.1:{settings.callback_port}"
+    ca_file = settings.tls_ca_file or settings.certs_dir / "ca.pem"
+    api_env = {
+        "SCHWAB_APP_KEY": client_id,
+        "SCHWAB_APP_SECRET": client_secret,
+        "SCHWAB_AUTH_BASE_URL": f"{simulator}/v1/oauth",
+        "SCHWAB_API_BASE_URL": f"{simulator}/trader/v1",
+        "SCHWAB_REDIRECT_URI": redirect_uri,
+        "PROVIDER_CA_FILE": str(ca_file),
+    }
+    simulator_env = {
+        "SIMULATOR_CLIENT_ID": client_id,
+        "SIMULATOR_CLIENT_SECRET": client_secret,
+        "SIMULATOR_REDIRECT_URIS": redirect_uri,
+    }
+    callback_env = {"CALLBACK_API_BASE_URL": f"{scheme}://127.0.0.1:{settings.port}"}
+    return [
+        DevProcess("api", ("api",), api_env),
+        DevProcess("callback", ("callback",), callback_env),
+        DevProcess("simulator", ("simulator",), simulator_env),
+    ]
 
 
 async def run_dev(settings: Settings) -> int:
@@ -39,7 +70,7 @@ async def run_dev(settings: Settings) -> int:
     from dashtam.core.tls import ensure_certificates
 
     if settings.tls_enabled:
-        ensure_certificates(settings.certs_dir)
+        ensure_certificates(settings.certs_dir, hosts=settings.certificate_hosts)
     await asyncio.to_thread(upgrade_to_head, settings.effective_database_url)
     children: list[tuple[DevProcess, asyncio.subprocess.Process]] = []
     for proc in dev_processes(settings):
