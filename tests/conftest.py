@@ -20,11 +20,11 @@ from sqlmodel import SQLModel
 
 import dashtam.models  # noqa: F401  (every table on the metadata)
 from dashtam.core.config import Settings, generate_encryption_key, generate_secret_key
-from dashtam.core.database import create_engine, create_session_factory, session_scope
+from dashtam.core.database import create_engine, session_scope
 from dashtam.core.kv import KeyValueStore, create_kv_store
 from dashtam.core.migrations import upgrade_to_head
 from dashtam.core.state import AppResources
-from dashtam.main import create_app
+from dashtam.main import assemble_resources, create_app
 from tests.support.backends import (
     recreate_postgres_database,
     truncate_all,
@@ -109,14 +109,11 @@ async def _isolate(request: pytest.FixtureRequest) -> AsyncIterator[None]:
 @pytest.fixture
 async def resources(
     settings: Settings, engine: AsyncEngine, kv_store: KeyValueStore
-) -> AppResources:
-    """Application resources over the shared engine and KV store."""
-    return AppResources(
-        settings=settings,
-        engine=engine,
-        session_factory=create_session_factory(engine),
-        kv=kv_store,
-    )
+) -> AsyncIterator[AppResources]:
+    """Every application service, built over the shared engine and KV store."""
+    built = assemble_resources(settings, engine, kv_store)
+    yield built
+    await built.close_services()
 
 
 @pytest.fixture

@@ -43,7 +43,7 @@ def tls_files(settings: Settings) -> tuple[str, str] | None:
     if not settings.tls_cert_file.exists() and not settings.is_production:
         from dashtam.core.tls import ensure_certificates
 
-        ensure_certificates(settings.certs_dir)
+        ensure_certificates(settings.certs_dir, hosts=settings.certificate_hosts)
     if not settings.tls_cert_file.exists() or not settings.tls_key_file.exists():
         typer.secho(
             f"error: TLS certificate {settings.tls_cert_file} or key is missing "
@@ -127,13 +127,20 @@ def migrate(
 
 @app.command()
 def certs(
-    directory: Annotated[Path, typer.Option(help="Output directory.")] = Path("certs"),
+    directory: Annotated[Path | None, typer.Option(help="Output directory.")] = None,
+    host: Annotated[
+        list[str] | None, typer.Option(help="Extra name or IP for the certificate (repeatable).")
+    ] = None,
     force: Annotated[bool, typer.Option(help="Re-create the CA too.")] = False,
 ) -> None:
-    """Create a local CA and a server certificate for 127.0.0.1 / localhost."""
+    """Create a local CA and a server certificate for 127.0.0.1 / localhost (+ extra hosts)."""
     from dashtam.core.tls import ensure_certificates
 
-    paths, written = ensure_certificates(directory, force=force)
+    settings = Settings()
+    hosts = settings.certificate_hosts + tuple(h for h in host or [] if h)
+    paths, written = ensure_certificates(
+        directory or settings.certs_dir, hosts=tuple(dict.fromkeys(hosts)), force=force
+    )
     state = "written" if written else "already valid"
     typer.echo(f"{state}: CA {paths.ca_cert}, server {paths.server_cert}")
 
@@ -144,6 +151,36 @@ def keys(ctx: typer.Context) -> None:
     if ctx.invoked_subcommand is None:
         typer.echo(f"SECRET_KEY={generate_secret_key()}")
         typer.echo(f"ENCRYPTION_KEYS={generate_encryption_key('k1')}")
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    batch_size: Annotated[int, typer.Option(min=1, max=10_000, help="Rows per commit.")] = 100,
+) -> None:
+    """Re-encrypt every stored institution token with the newest ENCRYPTION_KEYS key.
+
+    Resumable: each batch commits on its own and rows already on the newest key are skipped,
+    so an interrupted run continues where it stopped.
+    """
+    from dashtam.services.connections.keys_command import run_key_rotation
+
+    settings = _settings()
+    raise typer.Exit(code=asyncio.run(run_key_rotation(settings, batch_size=batch_size)))
+
+
+@app.command()
+def callback(
+    host: Annotated[str | None, typer.Option(help="Bind address.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port.")] = None,
+) -> None:
+    """Serve the OAuth callback server (the redirect URI institutions call) over HTTPS."""
+    settings = _settings()
+    serve(
+        "dashtam.callback.app:create_callback_app",
+        settings,
+        host=host or settings.callback_host,
+        port=port or settings.callback_port,
+    )
 
 
 @app.command()

@@ -9,14 +9,16 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dashtam import __version__
 from dashtam.api.router import build_api_router
 from dashtam.api.routes import health
-from dashtam.core.config import Settings, load_settings
+from dashtam.core.config import ConfigurationError, Settings, load_settings
+from dashtam.core.crypto import TokenVault
 from dashtam.core.database import create_engine, create_session_factory
 from dashtam.core.errors import install_error_handlers
-from dashtam.core.kv import create_kv_store
+from dashtam.core.kv import KeyValueStore, create_kv_store
 from dashtam.core.logging import configure_logging, log_event
 from dashtam.core.middleware import (
     BodySizeLimitMiddleware,
@@ -24,7 +26,10 @@ from dashtam.core.middleware import (
     SecurityHeadersMiddleware,
     TrustedHostMiddleware,
 )
+from dashtam.core.ratelimit import RateLimiter
 from dashtam.core.state import AppResources
+from dashtam.providers.registry import registry_from
+from dashtam.services.email import build_email_service
 
 logger = logging.getLogger("dashtam.app")
 
@@ -38,12 +43,43 @@ async def build_resources(settings: Settings) -> AppResources:
         pool_timeout=settings.redis_pool_timeout,
         socket_timeout=settings.redis_socket_timeout,
     )
-    return AppResources(
+    return assemble_resources(settings, engine, kv)
+
+
+def assemble_resources(settings: Settings, engine: AsyncEngine, kv: KeyValueStore) -> AppResources:
+    """Build every application service over an existing engine and KV store.
+
+    Tests call this with the shared test engine; `build_resources` with fresh ones.
+    """
+    resources = AppResources(
         settings=settings,
         engine=engine,
         session_factory=create_session_factory(engine),
         kv=kv,
     )
+    # Institution clients (one pooled HTTP client each); closed by `resources.close()`.
+    registry_from(resources)
+    _add_security_resources(resources)
+    return resources
+
+
+def _add_security_resources(resources: AppResources) -> None:
+    """Add the rate limiter, the token vault and the email service to `resources.extras`."""
+    settings = resources.settings
+    limiter = RateLimiter(
+        redis_url=settings.redis_url,
+        enabled=settings.rate_limit_enabled,
+        pool_timeout=settings.redis_pool_timeout,
+        socket_timeout=settings.redis_socket_timeout,
+    )
+    resources.extras["rate_limiter"] = limiter
+    resources.extras["rate_limiter_health"] = limiter.health
+    resources.add_closer(limiter.aclose)
+    keys = settings.encryption_keys or settings.ensure_secrets().encryption_keys
+    if keys is None:
+        raise ConfigurationError("ENCRYPTION_KEYS is not set")
+    resources.extras["vault"] = TokenVault.from_setting(keys.get_secret_value())
+    resources.extras["email"] = build_email_service(settings)
 
 
 def create_app(settings: Settings | None = None, resources: AppResources | None = None) -> FastAPI:

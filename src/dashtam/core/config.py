@@ -98,6 +98,10 @@ class Settings(BaseSettings):
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     tls_ca_file: Path | None = None
+    tls_extra_hosts: CsvList = Field(
+        default_factory=list,
+        description="Extra names/IPs for the generated server certificate (e.g. compose services).",
+    )
     cors_origins: CsvList = Field(default_factory=list)
     allowed_hosts: CsvList = Field(default_factory=lambda: ["127.0.0.1", "localhost", "::1"])
     trusted_proxies: CsvList = Field(default_factory=list)
@@ -116,6 +120,12 @@ class Settings(BaseSettings):
     jwt_audience: str = "dashtam-api"
     verification_token_ttl_hours: int = Field(default=24, ge=1)
     reset_token_ttl_minutes: int = Field(default=60, ge=5)
+    session_cache_ttl_seconds: float = Field(
+        default=30,
+        gt=0,
+        le=300,
+        description="How long a session's active/revoked state is cached in the KV store.",
+    )
 
     # --- rate limiting -------------------------------------------------------------------
     rate_limit_enabled: bool = True
@@ -165,7 +175,73 @@ class Settings(BaseSettings):
         default=30.0, ge=0, description="Longest Retry-After we wait out before giving up (s)."
     )
     provider_budget_max_wait: float = Field(
-        default=65.0, ge=0, description="Longest wait for the per-provider request budget (s)."
+        default=90.0, ge=0, description="Longest wait for the per-provider request budget (s)."
+    )
+
+    # --- institution connections ---------------------------------------------------------
+    oauth_state_ttl_minutes: int = Field(
+        default=10, ge=1, le=60, description="How long an authorization `state` stays usable."
+    )
+    token_refresh_margin_seconds: int = Field(
+        default=300, ge=0, le=3600, description="Refresh access tokens this long before expiry."
+    )
+    rate_limit_provider_authorization: str = Field(
+        default="20/hour", description="Authorization starts per user (`POST .../authorization`)."
+    )
+
+    # --- sync engine, background jobs and scheduler ---------------------------------------
+    sync_initial_history_days: int = Field(
+        default=730, ge=1, le=36_500, description="How far back the first sync of an account goes."
+    )
+    sync_overlap_days: int = Field(
+        default=30,
+        ge=0,
+        le=365,
+        description="Incremental syncs re-fetch this many days before the last sync.",
+    )
+    sync_interval_minutes: int = Field(
+        default=360, ge=5, description="Scheduled sync period of every active connection."
+    )
+    sync_interval_jitter: float = Field(
+        default=0.1, ge=0, le=0.5, description="± fraction of the interval, to spread syncs."
+    )
+    sync_lease_seconds: int = Field(
+        default=120, ge=10, description="A running sync renews its lease; expired = presumed dead."
+    )
+    sync_max_attempts: int = Field(
+        default=3, ge=1, le=20, description="Claims of one run before it is abandoned as failed."
+    )
+    sync_retry_base_seconds: int = Field(
+        default=300, ge=1, description="First retry delay after a failed sync (doubles, capped)."
+    )
+    sync_queued_stale_seconds: int = Field(
+        default=300, ge=10, description="A queued run untouched this long is dispatched again."
+    )
+    sync_requests_estimate: int = Field(
+        default=8, ge=1, description="Upstream requests one scheduled sync is budgeted at."
+    )
+    scheduler_enabled: bool = Field(
+        default=True, description="Run the scheduler (in the API when embedded, else in workers)."
+    )
+    scheduler_tick_seconds: int = Field(
+        default=60, ge=1, le=3600, description="How often the scheduler looks for due work."
+    )
+    worker_concurrency: int = Field(default=4, ge=1, le=256, description="Jobs per worker.")
+    job_redelivery_idle_seconds: int = Field(
+        default=600,
+        ge=10,
+        description="Redis: an unacknowledged job is redelivered after this long (a dead worker).",
+    )
+    reauth_warning_hours: int = Field(
+        default=24, ge=1, le=24 * 6, description="Warn this long before the refresh-token wall."
+    )
+
+    # --- OAuth callback server (`dashtam callback`) ---------------------------------------
+    callback_host: str = "127.0.0.1"
+    callback_port: int = Field(default=8182, ge=1, le=65535)
+    callback_api_base_url: str = Field(
+        default="https://127.0.0.1:8000",
+        description="Where the callback server reaches the API (trusting TLS_CA_FILE).",
     )
 
     # --- simulator (the Schwab-compatible institution, `dashtam simulator`) ---------------
@@ -216,7 +292,9 @@ class Settings(BaseSettings):
             raise ValueError("SIMULATOR_START_TIME needs a UTC offset, e.g. 2025-06-16T12:00:00Z")
         return value.astimezone(UTC) if value is not None else None
 
-    @field_validator("cors_origins", "allowed_hosts", "trusted_proxies", mode="before")
+    @field_validator(
+        "cors_origins", "allowed_hosts", "trusted_proxies", "tls_extra_hosts", mode="before"
+    )
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
@@ -232,6 +310,7 @@ class Settings(BaseSettings):
         "rate_limit_resend",
         "rate_limit_reset",
         "rate_limit_user",
+        "rate_limit_provider_authorization",
     )
     @classmethod
     def _rate_limit_rule(cls, value: str) -> str:
@@ -269,6 +348,14 @@ class Settings(BaseSettings):
         return self
 
     # --- derived -------------------------------------------------------------------------
+    @property
+    def certificate_hosts(self) -> tuple[str, ...]:
+        """Every name the generated server certificate must cover."""
+        from dashtam.core.tls import DEFAULT_HOSTS
+
+        extra = tuple(h for h in self.tls_extra_hosts if h not in DEFAULT_HOSTS)
+        return DEFAULT_HOSTS + extra
+
     @property
     def is_production(self) -> bool:
         """True when running with production safety rules."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,6 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from dashtam.core.config import Settings
 from dashtam.core.database import SessionFactory
 from dashtam.core.kv import KeyValueStore
+
+logger = logging.getLogger("dashtam.app")
 
 
 @dataclass
@@ -21,8 +25,25 @@ class AppResources:
     session_factory: SessionFactory
     kv: KeyValueStore
     extras: dict[str, Any] = field(default_factory=dict)
+    #: Extra shutdown hooks (HTTP clients, brokers), run last-registered first before the stores.
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    def add_closer(self, closer: Callable[[], Awaitable[None]]) -> None:
+        """Run `closer` at shutdown, before the KV store and the engine are closed."""
+        self.closers.append(closer)
 
     async def close(self) -> None:
         """Release connections in reverse order of creation."""
+        await self.close_services()
         await self.kv.close()
         await self.engine.dispose()
+
+    async def close_services(self) -> None:
+        """Run the shutdown hooks only (the stores stay open: tests share them)."""
+        for closer in reversed(self.closers):
+            try:
+                await closer()
+            except Exception:
+                # One failing hook must not leave the database and KV connections open.
+                logger.exception("app.closer_failed")
+        self.closers.clear()

@@ -1,0 +1,1 @@
+"""Institution clients: the provider protocol, the registry, and one package per institution."""
