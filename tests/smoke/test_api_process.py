@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.support.backends import worker_database_url, worker_redis_url
 from tests.support.live import run_dashtam
@@ -16,7 +17,9 @@ from tests.support.live import run_dashtam
 pytestmark = pytest.mark.smoke
 
 
-def _env(tmp_path: Path) -> dict[str, str]:
+@pytest.fixture
+def live_env(engine: AsyncEngine, tmp_path: Path) -> dict[str, str]:
+    """Environment for a live API on this worker's (migrated) stores."""
     env = {"ENVIRONMENT": "development", "LOG_FORMAT": "json"}
     if os.environ.get("TEST_DATABASE_URL"):
         env["DATABASE_URL"] = worker_database_url(tmp_path)
@@ -27,8 +30,10 @@ def _env(tmp_path: Path) -> dict[str, str]:
 
 
 class TestApiProcess:
-    def test_serves_health_over_https_trusting_the_ca(self, tmp_path: Path) -> None:
-        with run_dashtam("api", workdir=tmp_path, env=_env(tmp_path)) as live:
+    def test_serves_health_over_https_trusting_the_ca(
+        self, tmp_path: Path, live_env: dict[str, str]
+    ) -> None:
+        with run_dashtam("api", workdir=tmp_path, env=live_env) as live:
             with live.client() as client:
                 response = client.get("/health")
                 assert response.status_code == 200
@@ -39,13 +44,15 @@ class TestApiProcess:
             with pytest.raises(httpx.ConnectError):
                 httpx.get(live.base_url + "/health/live")
 
-    def test_secrets_are_generated_once_with_private_mode(self, tmp_path: Path) -> None:
-        with run_dashtam("api", workdir=tmp_path, env=_env(tmp_path)):
+    def test_secrets_are_generated_once_with_private_mode(
+        self, tmp_path: Path, live_env: dict[str, str]
+    ) -> None:
+        with run_dashtam("api", workdir=tmp_path, env=live_env):
             pass
         secrets_file = tmp_path / "var" / "secrets.json"
         assert secrets_file.stat().st_mode & 0o777 == 0o600
         first = secrets_file.read_text()
-        with run_dashtam("api", workdir=tmp_path, env=_env(tmp_path)):
+        with run_dashtam("api", workdir=tmp_path, env=live_env):
             pass
         assert secrets_file.read_text() == first
 

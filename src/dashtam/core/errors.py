@@ -15,8 +15,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from dashtam.core.kv import KeyValueUnavailable
 from dashtam.core.request_context import current_request_id
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -254,8 +256,35 @@ async def _unhandled_handler(_request: Request, exc: Exception) -> JSONResponse:
     return response
 
 
+#: Failures that mean a dependency (database, Redis) is unreachable or overloaded right now.
+DEPENDENCY_ERRORS: tuple[type[Exception], ...] = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.TimeoutError,
+    KeyValueUnavailable,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+async def _dependency_down_handler(_request: Request, exc: Exception) -> JSONResponse:
+    logger.warning(
+        "http.dependency_unavailable",
+        extra={"fields": {"error_type": type(exc).__name__}},
+    )
+    return problem_response(
+        status=503,
+        code="service_unavailable",
+        title="Service unavailable",
+        detail="A backing service is unavailable right now; retry shortly.",
+        headers={"Retry-After": "2"},
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Route every error through the problem+json renderers."""
+    for error_type in DEPENDENCY_ERRORS:
+        app.add_exception_handler(error_type, _dependency_down_handler)
     app.add_exception_handler(AppError, _app_error_handler)
     app.add_exception_handler(StarletteHTTPException, _http_exception_handler)
     app.add_exception_handler(RequestValidationError, _validation_handler)

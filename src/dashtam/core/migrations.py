@@ -6,6 +6,10 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 _REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -35,3 +39,30 @@ def upgrade_to_head(database_url: str, revision: str = "head") -> None:
 def downgrade(database_url: str, revision: str = "base") -> None:
     """Revert migrations down to `revision`."""
     command.downgrade(alembic_config(database_url), revision)
+
+
+def head_revision() -> str | None:
+    """The newest revision in the migration chain."""
+    return ScriptDirectory.from_config(alembic_config("")).get_current_head()
+
+
+async def current_revision(engine: AsyncEngine) -> str | None:
+    """The revision the database is at (None when it was never migrated)."""
+
+    def read(connection: Connection) -> str | None:
+        return MigrationContext.configure(connection).get_current_revision()
+
+    async with engine.connect() as connection:
+        return await connection.run_sync(read)
+
+
+async def schema_problem(engine: AsyncEngine) -> str | None:
+    """Explain why the schema does not match the code, or None when it does."""
+    head = head_revision()
+    current = await current_revision(engine)
+    if current == head:
+        return None
+    return (
+        f"the database schema is at revision {current or 'none'} but this code expects {head}: "
+        "run `dashtam migrate` (or `make migrate`) first"
+    )
