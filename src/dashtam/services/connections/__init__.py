@@ -1,0 +1,5 @@
+"""Institution connections: providers, their authorization, token lifecycle and audit trail."""
+
+from dashtam.services.connections.tokens import TokenManager
+
+__all__ = ["TokenManager"]
