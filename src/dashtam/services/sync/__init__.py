@@ -1,0 +1,1 @@
+"""The sync engine: windows, runs, leases, the engine itself, scheduling and exports."""

@@ -1,0 +1,175 @@
+"""Date windows and timing policy of the sync engine. Pure functions, no I/O.
+
+Institutions answer transaction queries per date window (Schwab: at most a year and at most
+3000 rows, no paging). The engine walks an account's history newest first with a
+`WindowWalker`: it starts with the widest window the institution accepts, halves the window
+whenever a reply comes back full (a full page may be truncated), and widens it again once
+replies are sparse. Bounds are whole seconds and adjacent windows share their boundary
+instant, so no row can fall between two windows.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+#: Narrowest window the walker will ask for; a full reply at this width is written as is.
+MIN_WINDOW = timedelta(seconds=1)
+
+
+def whole_seconds(moment: datetime) -> datetime:
+    """`moment` in UTC with the sub-second part dropped (institutions compare at that grain)."""
+    return moment.astimezone(UTC).replace(microsecond=0)
+
+
+def start_of_day(moment: datetime) -> datetime:
+    """Midnight UTC of `moment`'s day."""
+    return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def history_start(
+    now: datetime,
+    *,
+    initial_days: int,
+    last_synced_at: datetime | None,
+    overlap_days: int,
+    full_history: bool,
+) -> datetime:
+    """Where an account's transaction fetch begins.
+
+    A first sync (or an account seen for the first time) reaches back `initial_days` from the
+    start of today, so a whole first day is included. An incremental sync starts `overlap_days`
+    before the previous sync, which re-reads the recent past where pending rows post, amounts
+    get corrected and cancellations happen. It never reaches further back than a first sync.
+
+    Args:
+        now: The sync's current time.
+        initial_days: History depth of a first sync.
+        last_synced_at: When the provider last synced successfully (None: never).
+        overlap_days: Re-read margin of incremental syncs.
+        full_history: Force a first-sync depth (a new account).
+
+    Returns:
+        The (inclusive) start instant, UTC, whole seconds.
+    """
+    deepest = start_of_day(now) - timedelta(days=initial_days)
+    if full_history or last_synced_at is None:
+        return deepest
+    incremental = start_of_day(last_synced_at - timedelta(days=overlap_days))
+    return max(deepest, incremental)
+
+
+@dataclass
+class WindowWalker:
+    """Walks `[start, end]` newest first in windows the institution can answer completely.
+
+    Use: `window = walker.next()`; fetch it; then `walker.full(window)` when the reply had
+    the per-call maximum of rows (the same end is retried with half the width), or
+    `walker.done(window, rows)` to move on to the older part. `next()` returns None when the
+    whole range is covered.
+
+    Attributes:
+        start: Oldest instant wanted (inclusive).
+        end: Newest instant wanted (inclusive).
+        max_window: Widest window the institution accepts.
+        max_rows: Rows per call that mean "possibly truncated".
+        width: The current window width (adapts to the density of the account).
+        requests: Windows handed out so far.
+        splits: How many times a full reply forced a narrower window.
+    """
+
+    start: datetime
+    end: datetime
+    max_window: timedelta
+    max_rows: int
+    width: timedelta | None = None
+    requests: int = 0
+    splits: int = 0
+
+    def __post_init__(self) -> None:
+        self.start = whole_seconds(self.start)
+        self.end = whole_seconds(self.end)
+        if self.max_window < MIN_WINDOW:
+            raise ValueError("max_window must be at least one second")
+        if self.width is None:
+            self.width = self.max_window
+        self._cursor: datetime | None = self.end if self.end > self.start else None
+
+    @property
+    def finished(self) -> bool:
+        """Whether the whole range has been covered."""
+        return self._cursor is None
+
+    def remaining_estimate(self) -> int:
+        """Windows still expected at the current width (for progress bars)."""
+        if self._cursor is None:
+            return 0
+        assert self.width is not None
+        return max(1, math.ceil((self._cursor - self.start) / self.width))
+
+    def next(self) -> tuple[datetime, datetime] | None:
+        """The next window to fetch, newest first; None when done."""
+        if self._cursor is None:
+            return None
+        assert self.width is not None
+        lo = max(self.start, self._cursor - self.width)
+        self.requests += 1
+        return lo, self._cursor
+
+    def can_split(self, window: tuple[datetime, datetime]) -> bool:
+        """Whether `window` is wider than the narrowest window we ask for."""
+        lo, hi = window
+        return hi - lo > MIN_WINDOW
+
+    def full(self, window: tuple[datetime, datetime]) -> None:
+        """The reply to `window` was full: retry its end with half the width."""
+        lo, hi = window
+        half = timedelta(seconds=max(1, int((hi - lo).total_seconds()) // 2))
+        self.width = max(MIN_WINDOW, half)
+        self.splits += 1
+
+    def done(self, window: tuple[datetime, datetime], rows: int) -> None:
+        """`window` was fetched completely (`rows` rows): continue with the older part."""
+        lo, _hi = window
+        assert self.width is not None
+        if lo <= self.start:
+            self._cursor = None
+            return
+        # Adjacent windows share the boundary instant: a row stamped exactly there is read
+        # twice (the upsert is idempotent) rather than missed.
+        self._cursor = lo
+        if rows < self.max_rows // 4 and self.width < self.max_window:
+            self.width = min(self.max_window, self.width * 2)
+
+
+def backoff_delay(
+    failures: int,
+    *,
+    base_seconds: float,
+    cap_seconds: float,
+    rand: Callable[[], float] = random.random,
+) -> timedelta:
+    """Delay before retrying after `failures` consecutive failed syncs.
+
+    Exponential (`base * 2^(failures-1)`), capped, with ±20 % jitter so connections that
+    failed together (an institution outage) do not all retry in the same second.
+    """
+    exponent = max(0, failures - 1)
+    delay = min(cap_seconds, base_seconds * (2 ** min(exponent, 30)))
+    jitter = 0.8 + 0.4 * rand()
+    return timedelta(seconds=max(1.0, delay * jitter))
+
+
+def next_scheduled_sync(
+    now: datetime,
+    *,
+    interval_minutes: int,
+    jitter: float,
+    rand: Callable[[], float] = random.random,
+) -> datetime:
+    """When a connection that just synced should sync again: interval ± jitter."""
+    factor = 1 + jitter * (2 * rand() - 1)
+    return whole_seconds(now + timedelta(minutes=interval_minutes * factor))

@@ -1,0 +1,132 @@
+"""Window planning: depth, overlap, splitting full replies, backoff and schedule jitter."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dashtam.services.sync.windows import (
+    WindowWalker,
+    backoff_delay,
+    history_start,
+    next_scheduled_sync,
+)
+
+NOW = datetime(2025, 6, 16, 12, 34, 56, 789000, tzinfo=UTC)
+
+
+class TestHistoryStart:
+    def test_first_sync_reaches_back_whole_days(self) -> None:
+        start = history_start(
+            NOW, initial_days=730, last_synced_at=None, overlap_days=30, full_history=False
+        )
+        assert start == datetime(2023, 6, 17, tzinfo=UTC)
+
+    def test_incremental_sync_overlaps_the_previous_one(self) -> None:
+        last = NOW - timedelta(hours=6)
+        start = history_start(
+            NOW, initial_days=730, last_synced_at=last, overlap_days=30, full_history=False
+        )
+        assert start == datetime(2025, 5, 17, tzinfo=UTC)
+
+    def test_new_account_gets_full_history_and_never_more(self) -> None:
+        last = NOW - timedelta(days=3000)
+        deepest = history_start(
+            NOW, initial_days=730, last_synced_at=None, overlap_days=30, full_history=False
+        )
+        assert (
+            history_start(
+                NOW, initial_days=730, last_synced_at=NOW, overlap_days=30, full_history=True
+            )
+            == deepest
+        )
+        assert (
+            history_start(
+                NOW, initial_days=730, last_synced_at=last, overlap_days=30, full_history=False
+            )
+            == deepest
+        )
+
+
+def walk(times: list[int], start: int, end: int, max_window: int, cap: int) -> tuple[set[int], int]:
+    """Drive a walker against a fake institution that truncates at `cap` (newest kept)."""
+    base = datetime(2020, 1, 1, tzinfo=UTC)
+    walker = WindowWalker(
+        start=base + timedelta(seconds=start),
+        end=base + timedelta(seconds=end),
+        max_window=timedelta(seconds=max_window),
+        max_rows=cap,
+    )
+    got: set[int] = set()
+    calls = 0
+    while (window := walker.next()) is not None:
+        calls += 1
+        assert calls < 10_000
+        lo, hi = (int((w - base).total_seconds()) for w in window)
+        assert 0 < hi - lo <= max_window or hi == lo
+        rows = sorted((t for t in times if lo <= t <= hi), reverse=True)[:cap]
+        if len(rows) >= cap and walker.can_split(window):
+            walker.full(window)
+            continue
+        got.update(rows)
+        walker.done(window, len(rows))
+    return got, calls
+
+
+class TestWindowWalker:
+    def test_sparse_history_takes_one_call_per_max_window(self) -> None:
+        times = list(range(0, 1000, 10))
+        got, calls = walk(times, 0, 1000, max_window=500, cap=3000)
+        assert got == set(times) and calls == 2
+
+    def test_full_reply_is_split_until_complete(self) -> None:
+        times = list(range(0, 1000))  # one row a second, cap 100
+        got, calls = walk(times, 0, 999, max_window=1000, cap=100)
+        assert got == set(times)
+        assert calls > 10
+
+    @settings(max_examples=60, deadline=None)
+    @given(
+        st.lists(st.integers(min_value=0, max_value=5000), max_size=400),
+        st.integers(min_value=2, max_value=50),
+        st.integers(min_value=2, max_value=6000),
+    )
+    def test_every_row_is_fetched_whatever_the_density(
+        self, times: list[int], cap: int, max_window: int
+    ) -> None:
+        # Distinct instants below the cap per second: the walker can always finish.
+        counts: dict[int, int] = {}
+        kept = []
+        for t in times:
+            if counts.get(t, 0) < cap - 1:
+                counts[t] = counts.get(t, 0) + 1
+                kept.append(t)
+        got, _ = walk(kept, 0, 5000, max_window=max_window, cap=cap)
+        assert got == set(kept)
+
+    def test_empty_range_has_no_windows(self) -> None:
+        walker = WindowWalker(start=NOW, end=NOW, max_window=timedelta(days=1), max_rows=10)
+        assert walker.next() is None and walker.finished
+
+
+class TestTiming:
+    @pytest.mark.parametrize(("failures", "low", "high"), [(1, 240, 360), (2, 480, 720)])
+    def test_backoff_doubles_with_jitter(self, failures: int, low: float, high: float) -> None:
+        rng = random.Random(1)
+        for _ in range(50):
+            delay = backoff_delay(failures, base_seconds=300, cap_seconds=3600, rand=rng.random)
+            assert low <= delay.total_seconds() <= high
+
+    def test_backoff_is_capped(self) -> None:
+        delay = backoff_delay(30, base_seconds=300, cap_seconds=3600, rand=lambda: 1.0)
+        assert delay == timedelta(seconds=3600 * 1.2)
+
+    def test_next_sync_spreads_around_the_interval(self) -> None:
+        early = next_scheduled_sync(NOW, interval_minutes=360, jitter=0.1, rand=lambda: 0.0)
+        late = next_scheduled_sync(NOW, interval_minutes=360, jitter=0.1, rand=lambda: 1.0)
+        assert early == (NOW + timedelta(minutes=324)).replace(microsecond=0)
+        assert late == (NOW + timedelta(minutes=396)).replace(microsecond=0)
