@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Annotated
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import BackgroundTasks, Depends, Request, Response, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dashtam.core.config import Settings
-from dashtam.core.database import session_scope
+from dashtam.core.database import SessionFactory, session_scope
+from dashtam.core.errors import AppError, TooManyRequests, Unauthorized
 from dashtam.core.kv import KeyValueStore
+from dashtam.core.observability import metrics
+from dashtam.core.ratelimit import RateLimiter, client_ip, rate_limit_headers
+from dashtam.core.request_context import current_request_id, set_user_id
 from dashtam.core.state import AppResources
+from dashtam.core.tokens import InvalidAccessToken
+from dashtam.services.auth.errors import TooManyAttempts
+from dashtam.services.auth.principal import AuthContext, UserProfile
+from dashtam.services.auth.profile import load_profile
+from dashtam.services.auth.sessions import authenticate
+from dashtam.services.auth.toolkit import AuthToolkit, ClientInfo, Mailer, build_auth_toolkit
+from dashtam.services.email import build_email_service
 
 
 def get_resources(request: Request) -> AppResources:
@@ -40,5 +52,174 @@ def get_kv(resources: ResourcesDep) -> KeyValueStore:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+# scope="function": commit (and after-commit hooks) before the response is sent. With the
+# default request scope FastAPI commits only after the client already has its 2xx, so a client
+# could use a token the database does not hold yet, or be told "done" for a failed commit.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 KVDep = Annotated[KeyValueStore, Depends(get_kv)]
+
+
+# --- authentication ---------------------------------------------------------------------------
+
+
+def get_session_factory(resources: ResourcesDep) -> SessionFactory:
+    """For the few flows that run their own units of work (login, refresh, password changes)."""
+    return resources.session_factory
+
+
+def get_auth_toolkit(resources: ResourcesDep) -> AuthToolkit:
+    """The auth services' collaborators, built once per application."""
+    toolkit: AuthToolkit | None = resources.extras.get("auth_toolkit")
+    if toolkit is None:
+        toolkit = build_auth_toolkit(resources.settings, resources.kv)
+        resources.extras["auth_toolkit"] = toolkit
+    return toolkit
+
+
+def get_rate_limiter(resources: ResourcesDep) -> RateLimiter:
+    """The application's rate limiter (a private one if the resources were built without it)."""
+    limiter: RateLimiter | None = resources.extras.get("rate_limiter")
+    if limiter is None:
+        settings = resources.settings
+        limiter = RateLimiter(redis_url=settings.redis_url, enabled=settings.rate_limit_enabled)
+        resources.extras["rate_limiter"] = limiter
+        resources.add_closer(limiter.aclose)
+    return limiter
+
+
+def get_client_info(request: Request, settings: SettingsDep) -> ClientInfo:
+    """Who is calling: IP (`X-Forwarded-For` only from trusted proxies), user agent, request id."""
+    peer = request.client.host if request.client else None
+    forwarded = ",".join(request.headers.getlist("x-forwarded-for")) or None
+    return ClientInfo.of(
+        ip_address=client_ip(peer, forwarded, settings.trusted_proxies),
+        user_agent=request.headers.get("user-agent"),
+        request_id=current_request_id(),
+    )
+
+
+def get_mailer(resources: ResourcesDep, background: BackgroundTasks) -> Mailer:
+    """Sends email after the unit of work commits, as a background task of the response."""
+    email = resources.extras.get("email")
+    if email is None:
+        email = build_email_service(resources.settings)
+        resources.extras["email"] = email
+    return Mailer(email=email, defer=background.add_task)
+
+
+SessionFactoryDep = Annotated[SessionFactory, Depends(get_session_factory)]
+AuthToolkitDep = Annotated[AuthToolkit, Depends(get_auth_toolkit)]
+RateLimiterDep = Annotated[RateLimiter, Depends(get_rate_limiter)]
+ClientDep = Annotated[ClientInfo, Depends(get_client_info)]
+MailerDep = Annotated[Mailer, Depends(get_mailer)]
+
+
+def ip_rate_limit(action: str, rule: Callable[[Settings], str]) -> Any:
+    """A route dependency limiting `action` per client IP (429 `too_many_attempts`).
+
+    Adds `RateLimit-*` headers to the response, problems included; a refusal also carries
+    `Retry-After`.
+
+    Args:
+        action: The counter's name (`login`, `register` …): actions never share counters.
+        rule: Picks the rule (e.g. `"10/minute"`) from the settings.
+    """
+
+    async def limit(
+        client: ClientDep, settings: SettingsDep, limiter: RateLimiterDep, response: Response
+    ) -> AsyncIterator[None]:
+        state = await limiter.hit(rule(settings), f"{action}:ip", client.ip_address or "unknown")
+        headers = rate_limit_headers(state)
+        if not state.allowed:
+            metrics.rate_limited(action)
+            raise TooManyAttempts(retry_after=state.retry_after, headers=headers)
+        response.headers.update(headers)
+        try:
+            yield
+        except AppError as error:
+            # Problems (401, 422 …) are rendered from the exception, not from `response`.
+            for name, value in headers.items():
+                error.headers.setdefault(name, value)
+            raise
+
+    limit.__name__ = f"limit_{action}_per_ip"
+    return Depends(limit)
+
+
+_bearer = HTTPBearer(auto_error=False, description="An access token from `POST /auth/login`.")
+
+
+async def get_current_auth(
+    response: Response,
+    factory: SessionFactoryDep,
+    toolkit: AuthToolkitDep,
+    limiter: RateLimiterDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+) -> AuthContext:
+    """Authenticate the bearer access token and apply the per-user rate limit.
+
+    The token must verify and its session must be live (a cached check: logout, revocation and
+    password changes take effect at once). No database write happens here.
+
+    Raises:
+        Unauthorized: No bearer token (`not_authenticated`), or an invalid one
+            (`invalid_token`); both with `WWW-Authenticate: Bearer`.
+        TooManyRequests: The user's request budget is spent (`rate_limited`).
+    """
+    if credentials is None or not credentials.credentials:
+        raise Unauthorized("A bearer access token is required.", code="not_authenticated")
+    auth = await authenticate(factory, toolkit, access_token=credentials.credentials)
+    set_user_id(str(auth.user_id))
+    state = await limiter.hit(toolkit.settings.rate_limit_user, "user", str(auth.user_id))
+    headers = rate_limit_headers(state)
+    if not state.allowed:
+        metrics.rate_limited("user")
+        raise TooManyRequests(
+            "Too many requests for this account; slow down.",
+            retry_after=state.retry_after,
+            headers=headers,
+        )
+    response.headers.update(headers)
+    return auth
+
+
+CurrentAuth = Annotated[AuthContext, Depends(get_current_auth)]
+"""The verified caller: `user_id`, `session_id` and the token claims. No database read unless
+the session state is not cached. Use it when the user id is all a route needs."""
+
+
+async def get_current_user(auth: CurrentAuth, session: SessionDep) -> UserProfile:
+    """The caller's profile row (one SELECT); 401 when the account is gone or disabled."""
+    profile = await load_profile(session, user_id=auth.user_id)
+    if profile is None or not profile.is_active:
+        raise InvalidAccessToken()
+    return profile
+
+
+CurrentUser = Annotated[UserProfile, Depends(get_current_user)]
+"""The authenticated, active caller's profile (`id`, `email`, `name`, …): the dependency every
+user-scoped route takes. Implies `CurrentAuth` (token, live session, per-user rate limit)."""
+
+
+async def get_current_user_detached(
+    response: Response,
+    resources: ResourcesDep,
+    toolkit: AuthToolkitDep,
+    limiter: RateLimiterDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+) -> UserProfile:
+    """`CurrentUser`, authenticated in a unit of work that ends before the route runs.
+
+    For routes that call an institution: no transaction may stay open across an upstream
+    call (on SQLite an open transaction holds the database's only write lock).
+    """
+    # get_current_auth reads the database (on a session-cache miss) in its own short unit of work.
+    auth = await get_current_auth(
+        response, resources.session_factory, toolkit, limiter, credentials
+    )
+    async with session_scope(resources.session_factory) as session:
+        return await get_current_user(auth, session)
+
+
+CurrentUserDetached = Annotated[UserProfile, Depends(get_current_user_detached)]
+"""Like `CurrentUser`, but holds no database transaction while the route runs."""

@@ -1,0 +1,22 @@
+"""The caller's own account: read it (the authenticated hot path) and rename it."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dashtam.services.auth import repository
+from dashtam.services.auth.principal import UserProfile
+
+
+async def load_profile(session: AsyncSession, *, user_id: uuid.UUID) -> UserProfile | None:
+    """One SELECT of the profile columns; None when the user no longer exists."""
+    row = await repository.get_profile(session, user_id=user_id)
+    return UserProfile.from_row(row) if row is not None else None
+
+
+async def rename(session: AsyncSession, *, user_id: uuid.UUID, name: str) -> UserProfile | None:
+    """Change the display name; returns the updated profile (None if the user vanished)."""
+    row = await repository.update_name(session, user_id=user_id, name=name)
+    return UserProfile.from_row(row) if row is not None else None
