@@ -18,6 +18,9 @@ from dashtam.services.connections.authorization import parse_state, pkce_pair
 from dashtam.services.connections.service import decode_cursor, encode_cursor
 from dashtam.services.connections.tokens import TokenSnapshot, refresh_outcome
 
+_PID = "2f1d6c3e-8a4b-4c1e-9d7f-0a1b2c3d4e5f"
+_TOKEN = "Yq3vZk9rT2mYp4LwN8sB1cH6dF0gJ5aE7uQiRoK2eXo"
+
 
 class TestParseState:
     def test_reads_the_provider_id_of_a_well_formed_state(self) -> None:
@@ -25,18 +28,20 @@ class TestParseState:
 
         assert parse_state(f"{provider_id}.{new_opaque_token()}") == provider_id
 
+    # Fixed values: xdist workers must collect identical test ids.
     @pytest.mark.parametrize(
         "state",
         [
             None,
             "",
             "no-dot",
-            f"{uuid.uuid4()}.short",
-            f"{uuid.uuid4()}.{new_opaque_token()}x",
-            f"{str(uuid.uuid4()).upper()}.{new_opaque_token()}",
-            f"not-a-uuid.{new_opaque_token()}",
-            f"{uuid.uuid4()}.{'a' * 42}+",
+            f"{_PID}.short",
+            f"{_PID}.{_TOKEN}x",
+            f"{_PID.upper()}.{_TOKEN}",
+            f"not-a-uuid.{_TOKEN}",
+            f"{_PID}.{'a' * 42}+",
         ],
+        ids=["none", "empty", "no-dot", "short", "too-long", "upper-uuid", "bad-uuid", "bad-char"],
     )
     def test_rejects_anything_else(self, state: str | None) -> None:
         assert parse_state(state) is None
