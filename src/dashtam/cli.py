@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 from pathlib import Path
-from typing import Annotated
+from types import FrameType
+from typing import Annotated, Literal
 
 import typer
 
@@ -71,6 +73,7 @@ def serve(
 
     configure_logging(settings.log_level, settings.log_format)
     tls = tls_files(settings)
+    _exit_zero_after_sigterm()
     uvicorn.run(
         factory,
         factory=True,
@@ -87,6 +90,21 @@ def serve(
         forwarded_allow_ips=",".join(settings.trusted_proxies) or None,
         timeout_graceful_shutdown=20,
     )
+
+
+def _exit_zero_after_sigterm() -> None:
+    """Make a drained SIGTERM end the process with status 0.
+
+    On SIGTERM uvicorn stops accepting, finishes in-flight requests, runs the lifespan
+    shutdown, then restores the previous handler and raises the signal again. With the default
+    handler that kills the process (status -15), which supervisors read as a crash. This
+    handler is that previous one: it turns the re-raised signal into a clean exit.
+    """
+
+    def exit_cleanly(_signum: int, _frame: FrameType | None) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, exit_cleanly)
 
 
 @app.command()
@@ -190,6 +208,67 @@ def dev() -> None:
 
     settings = _settings()
     raise typer.Exit(code=asyncio.run(run_dev(settings)))
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, help="Jobs at once (default WORKER_CONCURRENCY).")
+    ] = None,
+    scheduler: Annotated[
+        bool, typer.Option(help="Also run the scheduler (periodic syncs, refresh-ahead).")
+    ] = True,
+) -> None:
+    """Run background jobs (syncs, token refreshes) from Redis, plus the scheduler."""
+    from dashtam.core.logging import configure_logging
+    from dashtam.jobs.worker import run_worker
+
+    settings = _settings()
+    # Structured (and redacted) logs, as in `serve()`: every job line carries its job context.
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        code = asyncio.run(run_worker(settings, concurrency=concurrency, scheduler=scheduler))
+    except ConfigurationError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=2) from exc
+    raise typer.Exit(code=code)
+
+
+@app.command("sync")
+def sync_command(
+    provider_id: Annotated[str, typer.Argument(help="The provider (connection) id.")],
+) -> None:
+    """Sync one provider now, in the foreground, with a progress bar."""
+    import uuid
+
+    from dashtam.services.sync.commands import run_sync_command
+
+    try:
+        parsed = uuid.UUID(provider_id)
+    except ValueError as exc:
+        typer.secho(f"error: not a provider id: {provider_id!r}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=2) from exc
+    raise typer.Exit(code=asyncio.run(run_sync_command(_settings(), parsed)))
+
+
+@app.command("export")
+def export_command(
+    user: Annotated[str, typer.Option("--user", help="The user's email address.")],
+    output_format: Annotated[
+        str, typer.Option("--format", help="`csv` (exact decimals) or `ofx` (OFX 2.2).")
+    ] = "csv",
+    output: Annotated[Path | None, typer.Option(help="File to write (default: stdout).")] = None,
+) -> None:
+    """Export a user's transactions as CSV or OFX."""
+    from dashtam.services.sync.commands import run_export_command
+
+    if output_format not in ("csv", "ofx"):
+        typer.secho("error: --format must be csv or ofx", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=2)
+    fmt: Literal["csv", "ofx"] = "csv" if output_format == "csv" else "ofx"
+    raise typer.Exit(
+        code=asyncio.run(run_export_command(_settings(), email=user, fmt=fmt, output=output))
+    )
 
 
 @app.command()

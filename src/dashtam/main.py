@@ -14,10 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from dashtam import __version__
 from dashtam.api.router import build_api_router
 from dashtam.api.routes import health
+from dashtam.api.routes import metrics as metrics_route
 from dashtam.core.config import ConfigurationError, Settings, load_settings
 from dashtam.core.crypto import TokenVault
 from dashtam.core.database import create_engine, create_session_factory
-from dashtam.core.errors import install_error_handlers
+from dashtam.core.errors import DEPENDENCY_ERRORS, install_error_handlers
 from dashtam.core.kv import KeyValueStore, create_kv_store
 from dashtam.core.logging import configure_logging, log_event
 from dashtam.core.middleware import (
@@ -26,6 +27,8 @@ from dashtam.core.middleware import (
     SecurityHeadersMiddleware,
     TrustedHostMiddleware,
 )
+from dashtam.core.observability import metrics
+from dashtam.core.observability.http import MetricsMiddleware
 from dashtam.core.ratelimit import RateLimiter
 from dashtam.core.state import AppResources
 from dashtam.providers.registry import registry_from
@@ -82,6 +85,24 @@ def _add_security_resources(resources: AppResources) -> None:
     resources.extras["email"] = build_email_service(settings)
 
 
+async def _refuse_stale_schema(resources: AppResources) -> None:
+    """Stop start-up when the database is not at the code's migration head.
+
+    An unmigrated database would otherwise fail on the first query of each request. When the
+    database is unreachable we start anyway: `/health` reports it and recovers by itself.
+    """
+    from dashtam.core.migrations import schema_problem
+
+    try:
+        problem = await schema_problem(resources.engine)
+    except DEPENDENCY_ERRORS:
+        log_event(logger, "app.schema_check_skipped", logging.WARNING, reason="database down")
+        return
+    if problem:
+        await resources.close()
+        raise ConfigurationError(problem)
+
+
 def create_app(settings: Settings | None = None, resources: AppResources | None = None) -> FastAPI:
     """Build the API application.
 
@@ -94,11 +115,14 @@ def create_app(settings: Settings | None = None, resources: AppResources | None 
     """
     settings = settings or (resources.settings if resources else load_settings())
     configure_logging(settings.log_level, settings.log_format)
+    # Built now (the middleware needs it), attached to the resources when the app starts.
+    app_metrics = metrics.for_resources(resources)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if resources is not None:
             app.state.resources = resources
+            metrics.install(resources, app_metrics)
             yield
             return
         if settings.should_auto_migrate:
@@ -106,7 +130,14 @@ def create_app(settings: Settings | None = None, resources: AppResources | None 
 
             await asyncio.to_thread(upgrade_to_head, settings.effective_database_url)
         owned = await build_resources(settings)
+        if not settings.should_auto_migrate:
+            await _refuse_stale_schema(owned)
         app.state.resources = owned
+        metrics.install(owned, app_metrics)
+        # Embedded: jobs and the scheduler run on this loop; with Redis: enqueue only.
+        from dashtam.jobs.runtime import start_jobs
+
+        await start_jobs(owned)
         log_event(
             logger,
             "app.started",
@@ -133,6 +164,8 @@ def create_app(settings: Settings | None = None, resources: AppResources | None 
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(build_api_router())
+    if settings.metrics_enabled:
+        app.include_router(metrics_route.router)
 
     # Added innermost first: the request-context middleware wraps everything else, so even a
     # rejected host or an oversized body gets a request id and an access-log line.
@@ -155,5 +188,7 @@ def create_app(settings: Settings | None = None, resources: AppResources | None 
         )
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts or ["*"])
     app.add_middleware(SecurityHeadersMiddleware, hsts=settings.tls_enabled)
+    if settings.metrics_enabled:
+        app.add_middleware(MetricsMiddleware, metrics=app_metrics)
     app.add_middleware(RequestContextMiddleware)
     return app

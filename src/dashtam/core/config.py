@@ -113,6 +113,16 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
 
+    # --- metrics (`GET /metrics`) --------------------------------------------------------
+    metrics_enabled: bool = Field(default=True, description="Serve Prometheus `/metrics`.")
+    metrics_allowed_ips: CsvList = Field(
+        default_factory=lambda: ["127.0.0.1", "::1"],
+        description="IPs/CIDRs that may read /metrics (empty: token only, if one is set).",
+    )
+    metrics_bearer_token: SecretStr | None = Field(
+        default=None, description="When set, /metrics requires `Authorization: Bearer <it>`."
+    )
+
     # --- auth ----------------------------------------------------------------------------
     access_token_ttl_minutes: int = Field(default=30, ge=1, le=24 * 60)
     refresh_token_ttl_days: int = Field(default=30, ge=1, le=365)
@@ -323,7 +333,12 @@ class Settings(BaseSettings):
             raise ValueError(f"not a rate limit rule like '10/minute': {value!r}") from exc
         return value
 
-    @field_validator("trusted_proxies")
+    @field_validator("metrics_allowed_ips", mode="before")
+    @classmethod
+    def _metrics_csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("trusted_proxies", "metrics_allowed_ips")
     @classmethod
     def _proxy_networks(cls, value: list[str]) -> list[str]:
         import ipaddress

@@ -42,6 +42,7 @@ from dashtam import __version__
 from dashtam.core.config import Settings
 from dashtam.core.kv import KeyValueStore, KeyValueUnavailable
 from dashtam.core.logging import log_event
+from dashtam.core.observability import metrics
 
 logger = logging.getLogger("dashtam.http")
 
@@ -360,7 +361,9 @@ class ProviderHttpClient:
             except httpx.TransportError as exc:
                 self._log_attempt(request, attempt, started, operation, error=exc)
                 if not self._should_retry_error(exc, retry, attempt):
+                    self._record(started, operation, metrics.provider_error_outcome(exc))
                     raise
+                self._record(started, operation, "retry")
                 delay = self.policy.backoff(attempt, self._rand())
                 self._log_retry(request, attempt, delay, type(exc).__name__, operation)
                 await self._sleep(delay)
@@ -368,7 +371,10 @@ class ProviderHttpClient:
             self._log_attempt(request, attempt, started, operation, response=response)
             delay_or_none = self._retry_delay(response, retry, attempt)
             if delay_or_none is None:
+                outcome = metrics.provider_status_outcome(response.status_code)
+                self._record(started, operation, outcome)
                 return response
+            self._record(started, operation, "retry")
             self._log_retry(request, attempt, delay_or_none, str(response.status_code), operation)
             await self._sleep(delay_or_none)
 
@@ -405,6 +411,11 @@ class ProviderHttpClient:
                 return None
             return retry_after
         return self.policy.backoff(attempt, self._rand())
+
+    def _record(self, started: float, operation: str | None, outcome: str) -> None:
+        """One attempt's metrics: `ok`, `retry` (another attempt follows) or an error class."""
+        elapsed = time.perf_counter() - started
+        metrics.provider_call(self.name, outcome, elapsed, operation=operation)
 
     def _correlation_id(self, response: httpx.Response | None) -> str | None:
         if response is None or self._correlation_header is None:

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dashtam.core.request_context import (
+    current_job,
     current_provider_id,
     current_request_id,
     current_user_id,
@@ -88,6 +89,8 @@ class JsonFormatter(logging.Formatter):
             value = getter()
             if value:
                 payload[name] = value
+        for name, value in (current_job() or {}).items():
+            payload.setdefault(name, value)
         fields = getattr(record, "fields", None)
         if isinstance(fields, Mapping):
             payload.update(redact(dict(fields)))

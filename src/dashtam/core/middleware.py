@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dashtam.core.errors import problem_body
+from dashtam.core.observability.http import route_template
 from dashtam.core.request_context import set_provider_id, set_request_id, set_user_id
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -29,9 +30,8 @@ _NO_STORE_PREFIXES = ("/api/v1/auth", "/api/v1/password-resets", "/api/v1/provid
 
 
 def _route_template(scope: Scope) -> str:
-    route = scope.get("route")
-    path = getattr(route, "path", None)
-    return str(path) if path else "<unmatched>"
+    # The full template (`/api/v1/providers/{provider_id}`), the same one the metrics use.
+    return route_template(scope)
 
 
 class RequestContextMiddleware:

@@ -22,11 +22,13 @@ from typing import Any, TypeVar
 from sqlalchemy import (
     and_,
     bindparam,
+    column,
     delete,
     func,
     literal_column,
     null,
     select,
+    table,
     text,
     update,
 )
@@ -448,7 +450,11 @@ def _upsert_statement(session: AsyncSession) -> Any:
     """The batch upsert, built without values: executed with a list of rows, SQLAlchemy's
     "insertmanyvalues" renders one multi-row INSERT per batch from a cached compilation
     (compiling a fresh 25,000-parameter statement per batch costs more than running it)."""
-    stmt = _insert(session, _transactions)
+    return _on_conflict(session, _insert(session, _transactions))
+
+
+def _on_conflict(session: AsyncSession, stmt: Any) -> Any:
+    """`stmt` (an INSERT into transactions) as the idempotent upsert with its RETURNING."""
     excluded = stmt.excluded
     table = _transactions.c
     set_: dict[str, Any] = {name: getattr(excluded, name) for name in _UPDATABLE}
@@ -465,6 +471,54 @@ def _upsert_statement(session: AsyncSession) -> Any:
         # xmax is 0 only for a freshly inserted tuple: tells added from modified atomically.
         return stmt.returning(table.external_id, literal_column("(xmax = 0)").label("inserted"))
     return stmt.returning(table.external_id)
+
+
+#: Per-transaction staging table of the PostgreSQL write path (dropped at commit).
+_STAGE = "transactions_stage"
+_STAGE_COLUMNS: tuple[str, ...] = tuple(column.name for column in _transactions.columns)
+
+
+async def _copy_upsert(session: AsyncSession, values: list[dict[str, Any]]) -> Sequence[Any]:
+    """PostgreSQL: the batch upsert via `COPY` into a temporary table and one `INSERT … SELECT`.
+
+    Measured on the whale sync: a 1000-row multi-row `VALUES` upsert spends most of its time
+    binding and planning 25,000 parameters (~3k rows/s end to end); `COPY` plus `INSERT …
+    SELECT … ON CONFLICT` runs the same upsert (same `ON CONFLICT … WHERE`, same `RETURNING`)
+    several times faster. It runs on the session's connection, inside its transaction, so the
+    lease renewal and the write still commit or roll back together.
+
+    Values go through each column type's bind processor first, exactly as a normal insert
+    would (exact decimals quantised, timestamps checked and in UTC, JSON serialised as text).
+    """
+    connection = await session.connection()
+    dialect = connection.dialect
+    await session.execute(
+        text(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGE} "
+            "(LIKE transactions INCLUDING DEFAULTS) ON COMMIT DROP"
+        )
+    )
+    processors = [
+        (name, _transactions.c[name].type.dialect_impl(dialect).bind_processor(dialect))
+        for name in _STAGE_COLUMNS
+    ]
+    records = [
+        tuple(
+            value[name] if process is None else process(value[name]) for name, process in processors
+        )
+        for value in values
+    ]
+    raw = await connection.get_raw_connection()
+    driver: Any = raw.driver_connection
+    await driver.copy_records_to_table(_STAGE, records=records, columns=_STAGE_COLUMNS)
+    stage = table(_STAGE, *(column(name) for name in _STAGE_COLUMNS))
+    stmt = postgresql.insert(_transactions).from_select(
+        list(_STAGE_COLUMNS), select(*(stage.c[name] for name in _STAGE_COLUMNS))
+    )
+    rows = (await session.execute(_on_conflict(session, stmt))).all()
+    # Empty the stage for the next batch of this transaction (cheap on a temporary table).
+    await session.execute(text(f"TRUNCATE {_STAGE}"))
+    return rows
 
 
 async def _known_rows(
@@ -562,7 +616,11 @@ async def upsert_transactions(
                 )
                 for i, r in enumerate(changed)
             ]
-            result = (await session.execute(_upsert_statement(session), values)).all()
+            result: Sequence[Any]
+            if is_postgres:
+                result = await _copy_upsert(session, values)
+            else:
+                result = (await session.execute(_upsert_statement(session), values)).all()
             for row in result:
                 inserted = bool(row.inserted) if is_postgres else row.external_id not in known
                 if inserted:

@@ -9,14 +9,17 @@ One run, step by step:
    401), then accounts with balances and positions plus the user preferences (nicknames, IRA
    detection), written in one short unit of work.
 3. **Transactions** per account, newest first, in windows the institution answers completely
-   (`WindowWalker`: ≤ `max_window`, halved while a reply is full). Each window is written in
-   its own unit of work together with the lease renewal, so a crash loses at most the window
-   in flight, and a worker that lost its lease cannot write.
+   (`WindowWalker`: ≤ `max_window`, halved while a reply is full, sized from the density seen
+   otherwise). Each window is written in its own unit of work together with the lease
+   renewal, so a crash loses at most the window in flight, and a worker that lost its lease
+   cannot write. One window runs ahead: the next window is fetched and normalised while the
+   current one is written (at most two windows in memory).
 4. **Finish**: counts, status, `providers.last_synced_at` / `next_sync_at`.
 
-No database transaction is open during an upstream call (SQLite has one write lock). Every
-write is an idempotent upsert keyed by the institution's ids, so a rerun after a crash at any
-point converges to the same data without duplicates.
+No unit of work ever waits on an upstream call (SQLite has one write lock): the look-ahead
+fetch runs beside the write, never inside it. Every write is an idempotent upsert keyed by the
+institution's ids, so a rerun after a crash at any point converges to the same data without
+duplicates.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from dashtam.core.observability import metrics
 from dashtam.core.request_context import set_provider_id
 from dashtam.core.state import AppResources
 from dashtam.core.types import utcnow
-from dashtam.models.financial import Account, SyncStatus
+from dashtam.models.financial import Account, SyncStatus, TransactionData
 from dashtam.models.provider import ProviderStatus
 from dashtam.providers.base import Capability
 from dashtam.providers.base import Provider as ProviderClient
@@ -212,6 +215,14 @@ def classify(exc: BaseException) -> SyncFailure:
         f"The sync failed unexpectedly ({type(exc).__name__}); it will be retried.",
         retry=True,
     )
+
+
+@dataclass(frozen=True)
+class _Fetched:
+    """One fetched window: its row count, and its normalised rows unless it must be split."""
+
+    count: int
+    rows: list[TransactionData] | None
 
 
 @dataclass
@@ -437,56 +448,119 @@ class SyncEngine:
     ) -> None:
         tokens = self.tokens
         assert tokens is not None
-        while (window := walker.next()) is not None:
+
+        async def fetch(window: tuple[datetime, datetime]) -> _Fetched:
             lo, hi = window
 
-            async def fetch(token: str, lo: datetime = lo, hi: datetime = hi) -> list[Any]:
+            async def call(token: str) -> list[Any]:
                 return await client.transactions(token, account_hash, lo, hi)
 
-            payloads: list[dict[str, Any]] = await tokens.call(claim.provider_id, fetch)
-            tally.rows_fetched += len(payloads)
-            complete = len(payloads) < walker.max_rows
-            if not complete and walker.can_split(window):
-                walker.full(window)
-                log_event(
-                    logger,
-                    "sync.window.split",
-                    run_id=str(claim.run_id),
-                    rows=len(payloads),
-                    width_seconds=int((hi - lo).total_seconds()),
-                )
-                continue
-            if len(payloads) > _THREAD_THRESHOLD:
+            payloads: list[dict[str, Any]] = await tokens.call(claim.provider_id, call)
+            count = len(payloads)
+            if count >= walker.max_rows and walker.can_split(window):
+                return _Fetched(count, None)  # will be refetched narrower: do not map it
+            if count > _THREAD_THRESHOLD:
                 rows = await asyncio.to_thread(normaliser.transactions, payloads)
             else:
                 rows = normaliser.transactions(payloads)
-            if not complete:
-                # A full reply even at the narrowest width: keep what came, remove nothing.
-                log_event(
-                    logger,
-                    "sync.window.saturated",
-                    logging.WARNING,
-                    run_id=str(claim.run_id),
-                    rows=len(payloads),
-                )
-            self._check_lease(claim)
-            async with session_scope(self.resources.session_factory) as session:
-                counts = await upsert_transactions(
-                    session,
-                    user_id=claim.user_id,
-                    provider_id=claim.provider_id,
+            return _Fetched(count, rows)
+
+        # One window runs ahead: while a window is written, the next one is already fetched
+        # and normalised, so the institution's time, the database's time and our CPU overlap.
+        # At most two windows are held at once, and no unit of work waits on the institution.
+        window = walker.next()
+        ahead = asyncio.create_task(fetch(window)) if window is not None else None
+        try:
+            while ahead is not None and window is not None:
+                fetched = await ahead
+                ahead = None
+                lo, hi = window
+                tally.rows_fetched += fetched.count
+                if fetched.rows is None:
+                    walker.full(window)
+                    log_event(
+                        logger,
+                        "sync.window.split",
+                        run_id=str(claim.run_id),
+                        rows=fetched.count,
+                        width_seconds=int((hi - lo).total_seconds()),
+                    )
+                    window = walker.next()
+                    if window is not None:
+                        ahead = asyncio.create_task(fetch(window))
+                    continue
+                # The walker only needs the row count to choose the next window: start that
+                # fetch now and write this one meanwhile. A failed write cancels it (finally).
+                walker.done(window, fetched.count)
+                following = walker.next()
+                if following is not None:
+                    ahead = asyncio.create_task(fetch(following))
+                await self._write_window(
+                    claim,
+                    tally,
                     account_id=account_id,
-                    rows=rows,
-                    window_start=lo if complete else None,
-                    window_end=hi if complete else None,
-                    now=utcnow(),
+                    rows=fetched.rows,
+                    window=window,
+                    complete=fetched.count < walker.max_rows,
                 )
-                tally.add(counts)
-                tally.windows_done += 1
-                await self._renew_in(session, claim, tally)
-            walker.done(window, len(payloads))
-            await self._checkpoint("window")
-            await self._report(self._snapshot("transactions", tally, index, len(walkers), walkers))
+                del fetched  # bounded memory: only the window ahead stays referenced
+                await self._checkpoint("window")
+                await self._report(
+                    self._snapshot("transactions", tally, index, len(walkers), walkers)
+                )
+                window = following
+        finally:
+            if ahead is not None:
+                ahead.cancel()
+                with contextlib.suppress(BaseException):
+                    await ahead
+
+    async def _write_window(
+        self,
+        claim: runs.Claim,
+        tally: _Tally,
+        *,
+        account_id: uuid.UUID,
+        rows: list[TransactionData],
+        window: tuple[datetime, datetime],
+        complete: bool,
+    ) -> None:
+        """Write one normalised window with the lease renewal, in one unit of work.
+
+        Args:
+            claim: The run (its lease fences the write).
+            tally: Running counts (updated).
+            account_id: Our account id.
+            rows: The window's normalised transactions.
+            window: The fetched (lo, hi) bounds.
+            complete: Whether the reply held fewer than the per-call maximum; a saturated
+                reply (full even at the narrowest width) is written but removes nothing.
+        """
+        lo, hi = window
+        if not complete:
+            # A full reply even at the narrowest width: keep what came, remove nothing.
+            log_event(
+                logger,
+                "sync.window.saturated",
+                logging.WARNING,
+                run_id=str(claim.run_id),
+                rows=len(rows),
+            )
+        self._check_lease(claim)
+        async with session_scope(self.resources.session_factory) as session:
+            counts = await upsert_transactions(
+                session,
+                user_id=claim.user_id,
+                provider_id=claim.provider_id,
+                account_id=account_id,
+                rows=rows,
+                window_start=lo if complete else None,
+                window_end=hi if complete else None,
+                now=utcnow(),
+            )
+            tally.add(counts)
+            tally.windows_done += 1
+            await self._renew_in(session, claim, tally)
 
     # --- outcomes ---------------------------------------------------------------------------
     async def _succeed(self, claim: runs.Claim, tally: _Tally, started: datetime) -> SyncOutcome:
