@@ -19,7 +19,8 @@ class Measurement:
 
     Attributes:
         label: `dashtam` or `reference`.
-        method: `wrk` (HTTP under load) or `function` (calls in N processes).
+        method: `wrk` (HTTP under load), `function` (calls in N processes) or `flow`
+            (a Python-driven journey, iterations one after another).
         rate: Requests (or calls) per second.
         count: Requests (or calls) completed in the measured window.
         duration_s: Measured window.
@@ -31,7 +32,7 @@ class Measurement:
     """
 
     label: str
-    method: Literal["wrk", "function"]
+    method: Literal["wrk", "function", "flow"]
     rate: float
     count: int
     duration_s: float

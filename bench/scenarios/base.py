@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AsyncExitStack, ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
 from dashtam.core.tls import client_ssl_context
 
+if TYPE_CHECKING:  # the servers module imports nothing from here; avoid a cycle at run time
+    from bench.servers import ServerProcess
+
 #: How each side of a scenario is measured.
-SideKind = Literal["http", "function"]
+SideKind = Literal["http", "function", "flow"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,43 @@ class HttpRequest:
 
 
 @dataclass(frozen=True)
+class TokenChain:
+    """Single-use tokens relayed from each answer to the next request (rotating tokens).
+
+    Every wrk thread keeps a queue of unused tokens: a request takes one out, a 200 answer puts
+    the token it returns (found with `next_token`) back in. So every token is sent exactly once
+    and the number of live tokens stays what the setup made, however long the run. A thread
+    whose queue is empty (its chains broke on errors) sends `exhausted_token`, which must fail,
+    so a broken chain shows up as errors instead of silently replaying a spent token.
+
+    Attributes:
+        seeds: The first tokens; the runner gives half to the warm-up and half to the
+            measurement (each half needs at least one per connection).
+        next_token: Lua pattern whose first capture is the next token in a response body.
+        placeholder: Replaced by the token in the request body (exactly once).
+        exhausted_token: Sent when a thread has no token left (never a real token).
+    """
+
+    seeds: tuple[str, ...]
+    next_token: str
+    placeholder: str = "{token}"
+    exhausted_token: str = "bench-chain-exhausted"
+
+    def __post_init__(self) -> None:
+        if not self.seeds:
+            raise ValueError("a TokenChain needs seed tokens")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError("TokenChain seeds must be distinct (each is single use)")
+
+    def halves(self, warmup: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """`(warm-up seeds, measurement seeds)`: disjoint, so no token is ever sent twice."""
+        if not warmup:
+            return (), self.seeds
+        middle = len(self.seeds) // 2
+        return self.seeds[:middle], self.seeds[middle:]
+
+
+@dataclass(frozen=True)
 class HttpLoad:
     """What wrk sends to one server.
 
@@ -54,14 +95,25 @@ class HttpLoad:
         requests: Sent round-robin (one is the common case; several tokens means several).
         probe: Send each distinct request once before the run and check its status. Turn it
             off for requests that cannot be repeated (single-use tokens).
+        chain: With one request whose body holds `chain.placeholder`: send single-use tokens
+            relayed from answer to request (see `TokenChain`); implies no probe.
     """
 
     requests: tuple[HttpRequest, ...]
     probe: bool = True
+    chain: TokenChain | None = None
 
     def __post_init__(self) -> None:
         if not self.requests:
             raise ValueError("an HttpLoad needs at least one request")
+        if self.chain is not None:
+            if len(self.requests) != 1:
+                raise ValueError("a chained load has exactly one request template")
+            body = self.requests[0].body or ""
+            if body.count(self.chain.placeholder) != 1:
+                raise ValueError("a chained request's body must hold the placeholder once")
+            if self.probe:
+                raise ValueError("a chained load cannot be probed (its tokens are single use)")
 
 
 @dataclass
@@ -94,11 +146,15 @@ class SetupContext:
     @property
     def database_url(self) -> str:
         """The database URL the server uses (the embedded SQLite file when none is set)."""
-        url = self.env.get("DATABASE_URL")
-        if url:
-            return url
-        var_dir = Path(self.env.get("VAR_DIR", "var")).resolve()
-        return f"sqlite+aiosqlite:///{(var_dir / 'dashtam.db').as_posix()}"
+        return _database_url(self.env)
+
+
+def _database_url(env: Mapping[str, str]) -> str:
+    url = env.get("DATABASE_URL")
+    if url:
+        return url
+    var_dir = Path(env.get("VAR_DIR", "var")).resolve()
+    return f"sqlite+aiosqlite:///{(var_dir / 'dashtam.db').as_posix()}"
 
 
 #: A load fixed up front, or built by a hook once the server runs (to create users, tokens…).
@@ -189,8 +245,109 @@ class Target:
         return ", ".join(parts)
 
 
-Subject = DashtamHttp | FunctionRef
-Reference = ReferenceHttp | FunctionRef
+@dataclass(frozen=True)
+class FlowStep:
+    """One iteration of a Python-driven flow.
+
+    Attributes:
+        run: The timed part (raise on any unexpected answer: the scenario then fails).
+        before: Untimed preparation before each `run` (e.g. fetch a fresh single-use code).
+    """
+
+    run: Callable[[], Awaitable[object]]
+    before: Callable[[], Awaitable[object]] | None = None
+
+
+@dataclass
+class FlowContext:
+    """What a flow's setup gets: the scenario's stores, and a way to start live processes.
+
+    Processes started with `start` run until the whole scenario ends, so the Dashtam side can
+    start the system (simulator, API, callback server) and the reference side reuse part of it
+    through `state`. Async resources go on `cleanup` (closed in the same event loop as the run).
+
+    Attributes:
+        ca_file: The CA that signed every server certificate.
+        base_env: The environment a server process gets (fresh secrets, the prepared stores).
+        backend: `embedded` or `postgres`.
+        workdir: This scenario's scratch directory.
+        state: Shared between both sides of the scenario (the Dashtam side runs first).
+        processes: The scenario's process stack (used by `start`).
+        cleanup: Async resources of this side (clients), closed after its measurement.
+    """
+
+    ca_file: Path
+    base_env: Mapping[str, str]
+    backend: str
+    workdir: Path
+    state: dict[str, Any]
+    processes: ExitStack
+    cleanup: AsyncExitStack
+    start_process: Callable[..., ServerProcess]
+
+    @property
+    def database_url(self) -> str:
+        """The database URL the servers use (the embedded SQLite file when none is set)."""
+        return _database_url(self.base_env)
+
+    def server_env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        """A server's environment: the scenario's base environment plus `extra`."""
+        return dict(self.base_env) | dict(extra or {})
+
+    def start(
+        self, name: str, command: list[str], *, port: int, env: Mapping[str, str], ready_path: str
+    ) -> ServerProcess:
+        """Start a process that lives until the scenario ends; returns once it answers 200."""
+        return self.start_process(name, command, port=port, env=env, ready_path=ready_path)
+
+    async def client(
+        self, base_url: str = "", *, timeout: float = 30.0, follow_redirects: bool = False
+    ) -> httpx.AsyncClient:
+        """An async HTTPS client trusting exactly the generated CA, closed with the side."""
+        client = httpx.AsyncClient(
+            base_url=base_url,
+            verify=client_ssl_context(self.ca_file),
+            timeout=timeout,
+            follow_redirects=follow_redirects,
+        )
+        return await self.cleanup.enter_async_context(client)
+
+
+#: Builds one side's iteration once the processes it needs run.
+FlowSetup = Callable[[FlowContext], Awaitable[FlowStep]]
+
+
+@dataclass(frozen=True)
+class PythonFlow:
+    """Measure a multi-request flow driven by Python, one iteration after another.
+
+    For journeys wrk cannot drive (redirects, forms, several processes): iterations run
+    sequentially, each timed on its own; the rate is iterations per second of timed work.
+
+    Attributes:
+        setup: Async hook starting what it needs and returning the `FlowStep`.
+        warmup_iterations: Untimed iterations first (connections, caches, JIT-free warm-up).
+        min_iterations: At least this many are timed, however long `--duration` is.
+        max_iterations: At most this many are timed, however short the iterations are.
+    """
+
+    setup: FlowSetup
+    warmup_iterations: int = 3
+    min_iterations: int = 20
+    max_iterations: int = 2000
+
+    kind: SideKind = field(default="flow", init=False)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_iterations <= self.max_iterations:
+            raise ValueError("need 1 <= min_iterations <= max_iterations")
+        if self.warmup_iterations < 0:
+            raise ValueError("warmup_iterations must not be negative")
+
+
+Subject = DashtamHttp | FunctionRef | PythonFlow
+#: `DashtamHttp` as a reference compares Dashtam with itself under other data (fresh stores).
+Reference = ReferenceHttp | FunctionRef | PythonFlow | DashtamHttp
 
 
 @dataclass(frozen=True)
