@@ -26,7 +26,7 @@ from dashtam.services.auth.toolkit import AuthToolkit, ClientInfo, Mailer, build
 from dashtam.services.email import build_email_service
 
 
-def get_resources(request: Request) -> AppResources:
+async def get_resources(request: Request) -> AppResources:
     """The application's resources, built by the lifespan."""
     resources: AppResources = request.app.state.resources
     return resources
@@ -35,7 +35,7 @@ def get_resources(request: Request) -> AppResources:
 ResourcesDep = Annotated[AppResources, Depends(get_resources)]
 
 
-def get_settings(resources: ResourcesDep) -> Settings:
+async def get_settings(resources: ResourcesDep) -> Settings:
     """The running application's settings."""
     return resources.settings
 
@@ -46,7 +46,7 @@ async def get_session(resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def get_kv(resources: ResourcesDep) -> KeyValueStore:
+async def get_kv(resources: ResourcesDep) -> KeyValueStore:
     """The key/value store (Redis or in-process)."""
     return resources.kv
 
@@ -62,12 +62,12 @@ KVDep = Annotated[KeyValueStore, Depends(get_kv)]
 # --- authentication ---------------------------------------------------------------------------
 
 
-def get_session_factory(resources: ResourcesDep) -> SessionFactory:
+async def get_session_factory(resources: ResourcesDep) -> SessionFactory:
     """For the few flows that run their own units of work (login, refresh, password changes)."""
     return resources.session_factory
 
 
-def get_auth_toolkit(resources: ResourcesDep) -> AuthToolkit:
+async def get_auth_toolkit(resources: ResourcesDep) -> AuthToolkit:
     """The auth services' collaborators, built once per application."""
     toolkit: AuthToolkit | None = resources.extras.get("auth_toolkit")
     if toolkit is None:
@@ -76,7 +76,7 @@ def get_auth_toolkit(resources: ResourcesDep) -> AuthToolkit:
     return toolkit
 
 
-def get_rate_limiter(resources: ResourcesDep) -> RateLimiter:
+async def get_rate_limiter(resources: ResourcesDep) -> RateLimiter:
     """The application's rate limiter (a private one if the resources were built without it)."""
     limiter: RateLimiter | None = resources.extras.get("rate_limiter")
     if limiter is None:
@@ -87,7 +87,7 @@ def get_rate_limiter(resources: ResourcesDep) -> RateLimiter:
     return limiter
 
 
-def get_client_info(request: Request, settings: SettingsDep) -> ClientInfo:
+async def get_client_info(request: Request, settings: SettingsDep) -> ClientInfo:
     """Who is calling: IP (`X-Forwarded-For` only from trusted proxies), user agent, request id."""
     peer = request.client.host if request.client else None
     forwarded = ",".join(request.headers.getlist("x-forwarded-for")) or None
@@ -98,7 +98,7 @@ def get_client_info(request: Request, settings: SettingsDep) -> ClientInfo:
     )
 
 
-def get_mailer(resources: ResourcesDep, background: BackgroundTasks) -> Mailer:
+async def get_mailer(resources: ResourcesDep, background: BackgroundTasks) -> Mailer:
     """Sends email after the unit of work commits, as a background task of the response."""
     email = resources.extras.get("email")
     if email is None:

@@ -14,7 +14,7 @@ from dashtam.simulator.errors import SchwabError, gateway_error, unauthorized
 from dashtam.simulator.state import SimulatorState
 
 
-def get_state(request: Request) -> SimulatorState:
+async def get_state(request: Request) -> SimulatorState:
     """The simulator state of this app."""
     state: SimulatorState = request.app.state.simulator
     return state
@@ -31,7 +31,7 @@ class Caller:
     client_id: str
 
 
-def get_caller(request: Request, state: StateDep) -> Caller:
+async def get_caller(request: Request, state: StateDep) -> Caller:
     """Authenticate the bearer token and apply the per-owner rate limit.
 
     Raises:
@@ -59,7 +59,7 @@ def get_caller(request: Request, state: StateDep) -> Caller:
 CallerDep = Annotated[Caller, Depends(get_caller)]
 
 
-def require_control(request: Request, state: StateDep) -> None:
+async def require_control(request: Request, state: StateDep) -> None:
     """Guard `/control` with `SIMULATOR_CONTROL_TOKEN` (via `X-Control-Token`) when it is set."""
     expected = state.control_token
     if expected is None:

@@ -31,7 +31,7 @@ from dashtam.services.financial.errors import (
 router = APIRouter(tags=["financial data"])
 
 
-def get_cursor_codec(settings: SettingsDep) -> CursorCodec:
+async def get_cursor_codec(settings: SettingsDep) -> CursorCodec:
     """Signs and checks the list cursors with a key derived from the server secret."""
     return CursorCodec(settings.secret_key_bytes)
 
