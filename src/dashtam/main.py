@@ -17,7 +17,11 @@ from dashtam.api.routes import health
 from dashtam.api.routes import metrics as metrics_route
 from dashtam.core.config import ConfigurationError, Settings, load_settings
 from dashtam.core.crypto import TokenVault
-from dashtam.core.database import create_engine, create_session_factory
+from dashtam.core.database import (
+    create_engine,
+    create_read_session_factory,
+    create_session_factory,
+)
 from dashtam.core.errors import DEPENDENCY_ERRORS, install_error_handlers
 from dashtam.core.kv import KeyValueStore, create_kv_store
 from dashtam.core.logging import configure_logging, log_event
@@ -59,6 +63,7 @@ def assemble_resources(settings: Settings, engine: AsyncEngine, kv: KeyValueStor
         engine=engine,
         session_factory=create_session_factory(engine),
         kv=kv,
+        read_session_factory=create_read_session_factory(engine),
     )
     # Institution clients (one pooled HTTP client each); closed by `resources.close()`.
     registry_from(resources)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
@@ -188,9 +189,19 @@ CurrentAuth = Annotated[AuthContext, Depends(get_current_auth)]
 the session state is not cached. Use it when the user id is all a route needs."""
 
 
-async def get_current_user(auth: CurrentAuth, session: SessionDep) -> UserProfile:
+async def _read_profile(resources: AppResources, user_id: uuid.UUID) -> UserProfile | None:
+    # Its own short read, never the route's unit of work: no transaction stays open while the
+    # route runs (SQLite's single write lock), and on PostgreSQL no BEGIN/COMMIT at all.
+    if resources.read_session_factory is not None:
+        async with resources.read_session_factory() as session:
+            return await load_profile(session, user_id=user_id)
+    async with session_scope(resources.session_factory) as session:
+        return await load_profile(session, user_id=user_id)
+
+
+async def get_current_user(auth: CurrentAuth, resources: ResourcesDep) -> UserProfile:
     """The caller's profile row (one SELECT); 401 when the account is gone or disabled."""
-    profile = await load_profile(session, user_id=auth.user_id)
+    profile = await _read_profile(resources, auth.user_id)
     if profile is None or not profile.is_active:
         raise InvalidAccessToken()
     return profile
@@ -201,25 +212,5 @@ CurrentUser = Annotated[UserProfile, Depends(get_current_user)]
 user-scoped route takes. Implies `CurrentAuth` (token, live session, per-user rate limit)."""
 
 
-async def get_current_user_detached(
-    response: Response,
-    resources: ResourcesDep,
-    toolkit: AuthToolkitDep,
-    limiter: RateLimiterDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
-) -> UserProfile:
-    """`CurrentUser`, authenticated in a unit of work that ends before the route runs.
-
-    For routes that call an institution: no transaction may stay open across an upstream
-    call (on SQLite an open transaction holds the database's only write lock).
-    """
-    # get_current_auth reads the database (on a session-cache miss) in its own short unit of work.
-    auth = await get_current_auth(
-        response, resources.session_factory, toolkit, limiter, credentials
-    )
-    async with session_scope(resources.session_factory) as session:
-        return await get_current_user(auth, session)
-
-
-CurrentUserDetached = Annotated[UserProfile, Depends(get_current_user_detached)]
-"""Like `CurrentUser`, but holds no database transaction while the route runs."""
+CurrentUserDetached = CurrentUser
+"""Kept for routes that call institutions: `CurrentUser` holds no transaction either."""

@@ -106,6 +106,21 @@ def create_session_factory(engine: AsyncEngine) -> SessionFactory:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
+def create_read_session_factory(engine: AsyncEngine) -> SessionFactory | None:
+    """Autocommit sessions for one-statement reads, sharing the engine's pool (PostgreSQL).
+
+    A lone SELECT needs no transaction; skipping BEGIN/COMMIT saves two round trips on every
+    authenticated request. SQLite returns None: its reads stay in ordinary units of work.
+    """
+    if engine.dialect.name == "sqlite":
+        return None
+    return async_sessionmaker(
+        engine.execution_options(isolation_level="AUTOCOMMIT"),
+        expire_on_commit=False,
+        autoflush=False,
+    )
+
+
 def after_commit(session: AsyncSession, hook: AfterCommitHook) -> None:
     """Run `hook` only if and after the session's unit of work commits.
 

@@ -25,6 +25,9 @@ class AppResources:
     session_factory: SessionFactory
     kv: KeyValueStore
     extras: dict[str, Any] = field(default_factory=dict)
+    #: Autocommit sessions for single-statement reads on the hot path (no BEGIN/COMMIT round
+    #: trips); None on SQLite, where reads go through ordinary units of work.
+    read_session_factory: SessionFactory | None = None
     #: Extra shutdown hooks (HTTP clients, brokers), run last-registered first before the stores.
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
