@@ -402,27 +402,39 @@ class Dataset:
         hi = min(hi, now)
         if hi < lo:
             return []
+        # Filters as integer sets, decided once per query (a whale window is thousands of
+        # rows; per-row enum and property lookups were most of the query's cost).
+        kinds = (
+            None if types is None else frozenset(k for k in Kind if TRANSACTION_TYPE[k] in types)
+        )
+        if kinds is not None and len(kinds) == len(Kind):
+            kinds = None
+        instrument = None if symbol is None else SYMBOL_INDEX.get(symbol, -2)
 
         def keep(txn: Txn) -> bool:
             return (
                 lo <= txn.time <= hi
-                and (include_cancelled or not txn.cancelled(now))
-                and (types is None or txn.type in types)
-                and (symbol is None or txn.symbol == symbol)
+                and (include_cancelled or txn.cancel_at == 0 or now < txn.cancel_at)
+                and (kinds is None or txn.kind in kinds)
+                and (instrument is None or txn.instrument == instrument)
             )
 
         found = [t for _, t in self._scripted.get(acct.key, []) if keep(t)]
-        # Walk days newest first so a capped query touches only the days it needs; the
-        # scripted rows all sit within a few days of the start and are merged in by sort.
+        # Walk days newest first so a capped query touches only the days it needs. A day is
+        # sorted by (time, id) ascending, so its reverse followed by older days' reverses is
+        # already the answer's order; only scripted rows (a few, near the start) need a sort.
         ordinal = _ordinal(hi)
         first = _ordinal(lo)
         generated: list[Txn] = []
         while ordinal >= first:
-            generated.extend(t for t in self.day(acct, ordinal) if keep(t))
+            generated.extend(t for t in reversed(self.day(acct, ordinal)) if keep(t))
             ordinal -= 1
             if limit is not None and len(generated) >= limit + len(found):
                 break
-        rows = sorted(found + generated, key=lambda t: (t.time, t.activity_id), reverse=True)
+        if found:
+            rows = sorted(found + generated, key=lambda t: (t.time, t.activity_id), reverse=True)
+        else:
+            rows = generated
         return rows[:limit] if limit is not None else rows
 
     def find(self, acct: AccountSpec, activity_id: int, now: int) -> Txn | None:

@@ -25,6 +25,7 @@ from dashtam.simulator.render import (
     detail_body,
     dumps,
     transaction_json,
+    transactions_json_bytes,
     user_preference_json,
 )
 from dashtam.simulator.state import SimulatorState
@@ -143,9 +144,9 @@ async def transactions(
             types=types,
             symbol=symbol,
         )
-        return dumps([transaction_json(t, acct, now) for t in rows])
+        return transactions_json_bytes(rows, acct, now)
 
-    # A whale's year is ~18k generated rows: keep that work off the event loop.
+    # Up to 3000 rows per reply, generated and rendered: keep that work off the event loop.
     return Response(await asyncio.to_thread(build), media_type="application/json")
 
 

@@ -201,3 +201,42 @@ class TestTotals:
         warm.totals(acct, warm.start)
         at = epoch(START) + 5 * DAY
         assert warm.totals(acct, at) == make_dataset().totals(acct, at)
+
+
+class TestWindowOrderAndFilters:
+    def test_window_equals_a_brute_force_filter_and_sort_over_the_days(self) -> None:
+        # `window` relies on each day being sorted by (time, id); check it against the plain
+        # definition: every visible row of the range, filtered, newest first.
+        dataset = make_dataset()
+        now = dataset.start + 7 * HOUR
+        for acct in (demo_margin(dataset), dataset.users["whale"].accounts[0]):
+            lo, hi = now - 20 * DAY, now
+            for include_cancelled in (False, True):
+                for types in (None, frozenset({"TRADE"}), frozenset({"ACH_RECEIPT", "JOURNAL"})):
+                    for symbol in (None, "AAPL", "NOPE"):
+                        got = dataset.window(
+                            acct,
+                            lo,
+                            hi,
+                            now,
+                            include_cancelled=include_cancelled,
+                            types=types,
+                            symbol=symbol,
+                        )
+                        ordinals = range(lo // DAY + 719_163, hi // DAY + 719_164)
+                        everything = [t for o in ordinals for t in dataset.day(acct, o)]
+                        everything += [t for _, t in dataset._scripted.get(acct.key, [])]
+                        expected = sorted(
+                            (
+                                t
+                                for t in everything
+                                if lo <= t.time <= min(hi, now)
+                                and t.time >= dataset.opened_at(acct)
+                                and (include_cancelled or not t.cancelled(now))
+                                and (types is None or t.type in types)
+                                and (symbol is None or t.symbol == symbol)
+                            ),
+                            key=lambda t: (t.time, t.activity_id),
+                            reverse=True,
+                        )
+                        assert got == expected

@@ -18,6 +18,7 @@ from dashtam.simulator.render import (
     number,
     schwab_time,
     transaction_json,
+    transactions_json_bytes,
 )
 
 START = datetime(2025, 6, 16, 12, 0, tzinfo=UTC)
@@ -93,6 +94,34 @@ class TestTransactionJson:
 
     def test_time_uses_the_offset_without_colon(self) -> None:
         assert schwab_time(int(START.timestamp())) == "2025-06-16T12:00:00+0000"
+
+
+class TestTransactionListFastPath:
+    @pytest.mark.parametrize("user", ["whale", "demo"])
+    @pytest.mark.parametrize("hours", [0, 5, 13, 30, 49])
+    def test_bytes_equal_the_general_renderer_in_every_state(self, user: str, hours: int) -> None:
+        # Around the start, rows are pending, posted and cancelled (shown as INVALID here);
+        # the fast path must write exactly the bytes of `transaction_json` + `dumps`.
+        dataset = make_dataset()
+        now = dataset.start + hours * 3600
+        for acct in dataset.users[user].accounts:
+            rows = dataset.window(acct, now - 120 * DAY, now, now, include_cancelled=True)
+            assert rows
+            expected = dumps([transaction_json(row, acct, now) for row in rows])
+            assert transactions_json_bytes(rows, acct, now) == expected
+
+    def test_every_kind_and_status_is_covered_by_the_comparison(self) -> None:
+        dataset = make_dataset()
+        acct = dataset.users["whale"].accounts[0]
+        now = dataset.start
+        rows = dataset.window(acct, now - 120 * DAY, now, now, include_cancelled=True)
+        statuses = {row["status"] for row in json.loads(transactions_json_bytes(rows, acct, now))}
+        assert {row.kind for row in rows} == set(Kind)
+        assert statuses == {"VALID", "PENDING", "INVALID"}
+
+    def test_empty_list(self) -> None:
+        acct = make_dataset().users["demo"].accounts[0]
+        assert transactions_json_bytes([], acct, 0) == b"[]"
 
 
 class TestAccountJson:

@@ -108,6 +108,43 @@ class TestWindowWalker:
         got, _ = walk(kept, 0, 5000, max_window=max_window, cap=cap)
         assert got == set(kept)
 
+    def test_windows_are_sized_for_a_high_fill_without_coming_back_full(self) -> None:
+        # Uniform density (one row every 10 s), cap 300: after the first complete window the
+        # walker aims at 80 % of the cap, so later replies are well filled and never full.
+        times = list(range(0, 200_000, 10))
+        base = datetime(2020, 1, 1, tzinfo=UTC)
+        walker = WindowWalker(
+            start=base,
+            end=base + timedelta(seconds=199_999),
+            max_window=timedelta(days=1),
+            max_rows=300,
+        )
+        fills: list[int] = []
+        full = 0
+        while (window := walker.next()) is not None:
+            lo, hi = (int((w - base).total_seconds()) for w in window)
+            rows = sum(1 for t in times if lo <= t <= hi)
+            if rows >= 300 and walker.can_split(window):
+                walker.full(window)
+                full += 1
+                continue
+            walker.done(window, rows)
+            fills.append(rows)
+        assert sum(fills) >= len(times)  # shared boundaries may count a row twice
+        steady = fills[1:-1]
+        assert steady and all(200 <= rows < 300 for rows in steady)
+        assert full <= 12  # only the initial halving from the one-day maximum
+
+    def test_quiet_stretch_widens_at_most_fourfold_per_window(self) -> None:
+        walker = WindowWalker(
+            start=NOW - timedelta(days=300), end=NOW, max_window=timedelta(days=365), max_rows=100
+        )
+        walker.width = timedelta(days=1)
+        window = walker.next()
+        assert window is not None
+        walker.done(window, 0)
+        assert walker.width == timedelta(days=4)
+
     def test_empty_range_has_no_windows(self) -> None:
         walker = WindowWalker(start=NOW, end=NOW, max_window=timedelta(days=1), max_rows=10)
         assert walker.next() is None and walker.finished

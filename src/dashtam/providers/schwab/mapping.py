@@ -83,6 +83,11 @@ def decimal_or_none(value: Any) -> Decimal | None:
     Raises:
         MappingError: Booleans, non-numeric text, NaN or infinity.
     """
+    if type(value) is Decimal:
+        # The common case (decoded JSON numbers): skip the general conversion.
+        if not value.is_finite():
+            raise MappingError(f"non-finite number {value!r}")
+        return value
     if value is None or value == "":
         return None
     if isinstance(value, bool):
@@ -570,7 +575,9 @@ def map_transaction(payload: Mapping[str, Any]) -> TransactionData:
     time_value = payload.get("time") or payload.get("tradeDate")
     if time_value is None:
         raise MappingError(f"transaction {external_id} has no time")
-    items = [i for i in payload.get("transferItems") or [] if isinstance(i, Mapping)]
+    items = [
+        i for i in payload.get("transferItems") or [] if type(i) is dict or isinstance(i, Mapping)
+    ]
     amount = decimal_or_none(payload.get("netAmount"))
     if amount is None:
         amount = _fallback_amount(items)
@@ -620,4 +627,5 @@ def map_transactions(payloads: Iterable[Mapping[str, Any]]) -> list[TransactionD
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
+    # Exact-type check first: decoded payloads are plain dicts, and the ABC check is slow.
+    return value if type(value) is dict or isinstance(value, Mapping) else {}

@@ -20,6 +20,8 @@ _MASK = "****"
 #: A long digit run in free text is most likely an account number; mask all but its last 4.
 _DIGIT_RUN = re.compile(r"(?<![\d.])\d{8,12}(?![\d.])")
 _FREE_TEXT_KEYS = frozenset({"description"})
+#: Leaf types of decoded JSON: the number collector never needs to look inside them.
+_SCALARS: frozenset[type] = frozenset({str, int, Decimal, float, bool, type(None)})
 
 
 class MalformedPayload(ValueError):
@@ -57,51 +59,110 @@ def last4(number: str) -> str:
     return number[-4:]
 
 
-def _collect_numbers(value: Any, found: set[str]) -> None:
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            if key == "accountNumber" and isinstance(item, str | int) and str(item):
-                found.add(str(item))
-            else:
-                _collect_numbers(item, found)
-    elif isinstance(value, list):
-        for item in value:
-            _collect_numbers(item, found)
+def _collect_numbers(payload: Any, found: set[str]) -> None:
+    """Add every `accountNumber` value anywhere in `payload` to `found` (one linear pass).
+
+    Iterative with exact-type checks: decoded JSON only holds `dict`, `list` and scalars, and a
+    payload of thousands of rows would spend most of its time in recursion and ABC
+    `isinstance` checks otherwise. Other mappings and sequences (callers' own data) still work.
+    """
+    stack: list[Any] = [payload]
+    pop, push = stack.pop, stack.append
+    while stack:
+        value = pop()
+        kind = type(value)
+        if kind is dict or (kind is not list and isinstance(value, Mapping)):
+            number = value.get("accountNumber")
+            if isinstance(number, str | int) and str(number):
+                found.add(str(number))
+            for item in value.values():
+                if type(item) not in _SCALARS:
+                    push(item)
+        elif kind is list:
+            for item in value:
+                if type(item) not in _SCALARS:
+                    push(item)
 
 
-def _mask_text(text: str, numbers: list[str], free_text: bool) -> str:
-    for number in numbers:
-        if number in text:
-            text = text.replace(number, _MASK + last4(number))
-    if free_text:
-        text = _DIGIT_RUN.sub(lambda m: _MASK + last4(m.group(0)), text)
-    return text
+class _Scrubber:
+    """One payload's masking rules, applied in a single copying walk.
 
+    Every string is checked against the known numbers with plain substring tests (there are a
+    handful of numbers, so this beats a regex alternation per string), and `description`-like
+    strings also get the digit-run mask. The walk dispatches on exact types first because the
+    decoded payloads are plain `dict`/`list`/`str` trees.
+    """
 
-def _scrub(
-    value: Any,
-    numbers: list[str],
-    hashes: Mapping[str, str],
-    account_hash: str | None,
-    key: str | None,
-) -> Any:
-    if isinstance(value, Mapping):
+    __slots__ = ("account_hash", "hashes", "numbers")
+
+    def __init__(
+        self, numbers: list[str], hashes: Mapping[str, str], account_hash: str | None
+    ) -> None:
+        self.numbers = numbers
+        self.hashes = hashes
+        self.account_hash = account_hash
+
+    def text(self, text: str, free_text: bool) -> str:
+        """`text` with known numbers (and, in free text, long digit runs) masked."""
+        for number in self.numbers:
+            if number in text:
+                text = text.replace(number, _MASK + last4(number))
+        if free_text:
+            text = _DIGIT_RUN.sub(_mask_match, text)
+        return text
+
+    def mapping(self, value: Mapping[str, Any]) -> dict[str, Any]:
+        """A scrubbed copy of one object."""
         out: dict[str, Any] = {}
-        for item_key, item in value.items():
-            if item_key == "accountNumber" and isinstance(item, str | int):
+        for key, item in value.items():
+            kind = type(item)
+            if key == "accountNumber" and isinstance(item, str | int):
                 number = str(item)
                 out["accountNumberLast4"] = last4(number)
-                resolved = account_hash or hashes.get(number)
+                resolved = self.account_hash or self.hashes.get(number)
                 if resolved is not None:
                     out.setdefault("accountHash", resolved)
-                continue
-            out[item_key] = _scrub(item, numbers, hashes, account_hash, item_key)
+            elif kind is str:
+                out[key] = self.text(item, key in _FREE_TEXT_KEYS)
+            elif kind is dict:
+                out[key] = self.mapping(item)
+            elif kind is list:
+                out[key] = self.sequence(item, key)
+            elif kind is int or kind is Decimal or item is None or kind is bool:
+                out[key] = item
+            else:
+                out[key] = self.any(item, key)
         return out
-    if isinstance(value, list):
-        return [_scrub(item, numbers, hashes, account_hash, key) for item in value]
-    if isinstance(value, str):
-        return _mask_text(value, numbers, key in _FREE_TEXT_KEYS)
-    return value
+
+    def sequence(self, value: list[Any], key: str | None) -> list[Any]:
+        """A scrubbed copy of one array (its items inherit the array's member name)."""
+        out: list[Any] = []
+        append = out.append
+        for item in value:
+            kind = type(item)
+            if kind is dict:
+                append(self.mapping(item))
+            elif kind is str:
+                append(self.text(item, key in _FREE_TEXT_KEYS))
+            elif kind is int or kind is Decimal or item is None or kind is bool:
+                append(item)
+            else:
+                append(self.any(item, key))
+        return out
+
+    def any(self, value: Any, key: str | None) -> Any:
+        """The general case: subclasses and other mappings behave like their plain forms."""
+        if isinstance(value, Mapping):
+            return self.mapping(value)
+        if isinstance(value, list):
+            return self.sequence(value, key)
+        if isinstance(value, str):
+            return self.text(value, key in _FREE_TEXT_KEYS)
+        return value
+
+
+def _mask_match(match: re.Match[str]) -> str:
+    return _MASK + last4(match.group(0))
 
 
 def scrub_account_numbers(
@@ -128,4 +189,4 @@ def scrub_account_numbers(
     _collect_numbers(payload, found)
     # Longest first so a number that contains another is masked whole.
     numbers = sorted((n for n in found if len(n) >= 5), key=len, reverse=True)
-    return _scrub(payload, numbers, hashes or {}, account_hash, None)
+    return _Scrubber(numbers, hashes or {}, account_hash).any(payload, None)

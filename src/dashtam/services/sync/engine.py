@@ -77,8 +77,8 @@ from dashtam.services.sync.windows import (
 logger = logging.getLogger("dashtam.sync")
 _accounts = Account.__table__  # type: ignore[attr-defined]
 
-#: Mapping and hashing a big window is CPU work: do it off the event loop above this size.
-_THREAD_THRESHOLD = 500
+#: Rows normalised per step before yielding to the event loop (a few milliseconds of CPU).
+_NORMALISE_CHUNK = 250
 
 Phase = Literal["accounts", "transactions", "finishing", "done"]
 
@@ -215,6 +215,27 @@ def classify(exc: BaseException) -> SyncFailure:
         f"The sync failed unexpectedly ({type(exc).__name__}); it will be retried.",
         retry=True,
     )
+
+
+async def _normalise(
+    normaliser: Normaliser, payloads: list[dict[str, Any]]
+) -> list[TransactionData]:
+    """Normalise a window in small steps on the event loop, one record per external id.
+
+    Not in a thread: the window being written at the same time needs the event loop for its
+    many small database round trips, and a CPU-bound thread holding the GIL can delay each of
+    them by the interpreter's switch interval. Short steps keep the loop responsive (heartbeats
+    included) and let those round trips interleave with the work. Chunks are merged by
+    external id with the last record winning, as within one call.
+    """
+    if len(payloads) <= _NORMALISE_CHUNK:
+        return normaliser.transactions(payloads)
+    merged: dict[str, TransactionData] = {}
+    for start in range(0, len(payloads), _NORMALISE_CHUNK):
+        for row in normaliser.transactions(payloads[start : start + _NORMALISE_CHUNK]):
+            merged[row.external_id] = row
+        await asyncio.sleep(0)
+    return list(merged.values())
 
 
 @dataclass(frozen=True)
@@ -459,11 +480,7 @@ class SyncEngine:
             count = len(payloads)
             if count >= walker.max_rows and walker.can_split(window):
                 return _Fetched(count, None)  # will be refetched narrower: do not map it
-            if count > _THREAD_THRESHOLD:
-                rows = await asyncio.to_thread(normaliser.transactions, payloads)
-            else:
-                rows = normaliser.transactions(payloads)
-            return _Fetched(count, rows)
+            return _Fetched(count, await _normalise(normaliser, payloads))
 
         # One window runs ahead: while a window is written, the next one is already fetched
         # and normalised, so the institution's time, the database's time and our CPU overlap.

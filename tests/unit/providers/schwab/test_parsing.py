@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import copy
 import json
+import random
+import re
 from decimal import Decimal
+from typing import Any
 
 import httpx
 import pytest
@@ -86,3 +89,86 @@ class TestScrubAccountNumbers:
         original = copy.deepcopy(payload)
         scrub_account_numbers(payload)
         assert payload == original
+
+
+def _reference_scrub(value: Any, numbers: list[str], labels: dict[str, str], key: str = "") -> Any:
+    """The rule stated plainly (slow, recursive): what the scrubber must produce."""
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for item_key, item in value.items():
+            if item_key == "accountNumber" and isinstance(item, str | int):
+                out["accountNumberLast4"] = str(item)[-4:]
+                if str(item) in labels:
+                    out.setdefault("accountHash", labels[str(item)])
+            else:
+                out[item_key] = _reference_scrub(item, numbers, labels, item_key)
+        return out
+    if isinstance(value, list):
+        return [_reference_scrub(item, numbers, labels, key) for item in value]
+    if isinstance(value, str):
+        for number in numbers:
+            value = value.replace(number, "****" + number[-4:])
+        if key == "description":
+            value = re.sub(r"(?<![\d.])\d{8,12}(?![\d.])", lambda m: "****" + m[0][-4:], value)
+        return value
+    return value
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in [k, *_strings(v)]]
+    if isinstance(value, list):
+        return [s for item in value for s in _strings(item)]
+    return [value] if isinstance(value, str) else []
+
+
+class TestScrubLargePayload:
+    def test_no_plain_number_survives_anywhere_in_a_large_payload(self) -> None:
+        # 20,000 rows shaped like Schwab transactions, with the account numbers in every place
+        # they could leak: the member itself (text and integer), free text, other strings,
+        # nested objects and arrays, and a number that only appears deep inside one row.
+        own, peer, deep, known = "41827365", "59201846", "73310529", "66120034"
+        rng = random.Random(5)
+        rows: list[dict[str, Any]] = []
+        for i in range(20_000):
+            row: dict[str, Any] = {
+                "activityId": 80_000_000_000 + i,
+                "time": "2025-03-14T14:31:07+0000",
+                "accountNumber": own if i % 3 else int(own),
+                "type": rng.choice(["TRADE", "JOURNAL", "ACH_RECEIPT"]),
+                "netAmount": Decimal("-1902.52"),
+                "orderId": 1_000_041_827_365 + i,
+                "transferItems": [
+                    {"instrument": {"symbol": "AAPL", "cusip": "037833100"}, "amount": 10},
+                    {"instrument": {"symbol": "CURRENCY_USD"}, "cost": Decimal("0.02")},
+                ],
+            }
+            if i % 7 == 0:
+                row["description"] = f"JOURNAL FRM {peer}"
+            if i % 11 == 0:
+                row["note"] = f"moved from {own} to {known} today"
+            if i % 13 == 0:
+                row["description"] = [f"TRANSFER TO 1234567890{i % 10}", "AAPL 190.25 x 10"]
+            if i == 12_345:
+                row["transferItems"].append({"nested": [{"accountNumber": deep, "x": [deep]}]})
+            rows.append(row)
+        original = copy.deepcopy(rows)
+
+        out = scrub_account_numbers(rows, known_numbers={known}, account_hash="HASH")
+
+        # Every string (member names included) is free of the numbers; integer ids such as
+        # `orderId` are identifiers that merely contain the digits and are left alone.
+        text = "\n".join(_strings(out))
+        for number in (own, peer, deep, known):
+            assert number not in text, number
+        assert "accountNumber" not in _strings(out)
+        assert all(r["accountNumberLast4"] == "7365" and r["accountHash"] == "HASH" for r in out)
+        assert out[12_345]["transferItems"][-1]["nested"][0]["x"] == ["****0529"]
+        assert out[0]["note"] == "moved from ****7365 to ****0034 today"
+        # Exactly the stated rule, on every row; identifiers and amounts untouched; input kept.
+        numbers = sorted({own, peer, deep, known}, key=len, reverse=True)
+        assert out == _reference_scrub(rows, numbers, {own: "HASH", deep: "HASH"})
+        assert rows == original
+        assert out[5]["orderId"] == rows[5]["orderId"] and out[5]["netAmount"] == Decimal(
+            "-1902.52"
+        )

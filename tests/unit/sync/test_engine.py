@@ -1,0 +1,78 @@
+"""The engine's in-loop normalisation: chunked, yet one record per external id, last one wins."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from dashtam.models.financial import (
+    AccountSnapshot,
+    TransactionData,
+    TransactionStatus,
+    TransactionType,
+)
+from dashtam.services.sync.engine import _NORMALISE_CHUNK, _normalise
+from dashtam.services.sync.normalisers import SchwabNormaliser
+
+AT = datetime(2025, 6, 16, 12, 0, tzinfo=UTC)
+
+
+class CountingNormaliser:
+    """Maps `{"id", "amount"}` payloads and records the size of every call."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def accounts(
+        self, payloads: Sequence[Mapping[str, Any]], preferences: Mapping[str, Any] | None
+    ) -> list[AccountSnapshot]:
+        raise NotImplementedError
+
+    def transactions(self, payloads: Sequence[Mapping[str, Any]]) -> list[TransactionData]:
+        self.calls.append(len(payloads))
+        by_id: dict[str, TransactionData] = {}
+        for payload in payloads:
+            by_id[payload["id"]] = TransactionData(
+                external_id=payload["id"],
+                posted_at=AT,
+                type=TransactionType.OTHER,
+                status=TransactionStatus.POSTED,
+                amount=Decimal(payload["amount"]),
+            )
+        return list(by_id.values())
+
+
+class TestNormalise:
+    async def test_large_windows_are_chunked_and_duplicates_across_chunks_keep_the_last(
+        self,
+    ) -> None:
+        size = 3 * _NORMALISE_CHUNK + 7
+        payloads = [{"id": str(i), "amount": "1"} for i in range(size)]
+        # The same ids again near the end, in another chunk, with new amounts.
+        payloads += [{"id": "0", "amount": "2"}, {"id": "5", "amount": "3"}]
+        normaliser = CountingNormaliser()
+
+        rows = await _normalise(normaliser, payloads)
+
+        assert len(normaliser.calls) > 1 and max(normaliser.calls) <= _NORMALISE_CHUNK
+        assert [r.external_id for r in rows] == [str(i) for i in range(size)]
+        amounts = {r.external_id: r.amount for r in rows}
+        assert amounts["0"] == Decimal(2) and amounts["5"] == Decimal(3)
+        assert amounts["6"] == Decimal(1)
+
+    async def test_chunked_result_equals_one_call_for_real_schwab_payloads(self) -> None:
+        payloads = [
+            {
+                "activityId": 80_000_000_000 + i % 600,  # duplicates across chunks
+                "time": f"2025-03-{1 + i % 28:02d}T14:31:07+0000",
+                "type": "ACH_RECEIPT",
+                "status": "VALID",
+                "netAmount": Decimal(i),
+                "transferItems": [],
+            }
+            for i in range(1_000)
+        ]
+        schwab = SchwabNormaliser()
+        assert await _normalise(schwab, payloads) == schwab.transactions(payloads)
