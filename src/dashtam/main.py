@@ -36,6 +36,7 @@ from dashtam.core.observability.http import MetricsMiddleware
 from dashtam.core.ratelimit import RateLimiter
 from dashtam.core.state import AppResources
 from dashtam.providers.registry import registry_from
+from dashtam.schemas.health import CheckResult
 from dashtam.services.email import build_email_service
 
 logger = logging.getLogger("dashtam.app")
@@ -80,14 +81,30 @@ def _add_security_resources(resources: AppResources) -> None:
         pool_timeout=settings.redis_pool_timeout,
         socket_timeout=settings.redis_socket_timeout,
     )
+    # The per-user budget on every authenticated request is hot and high (600/min): a sliding
+    # window counter costs O(1) per hit, where the exact moving window keeps a list per user.
+    user_limiter = RateLimiter(
+        redis_url=settings.redis_url,
+        enabled=settings.rate_limit_enabled,
+        strategy="sliding-window-counter",
+        pool_timeout=settings.redis_pool_timeout,
+        socket_timeout=settings.redis_socket_timeout,
+    )
     resources.extras["rate_limiter"] = limiter
-    resources.extras["rate_limiter_health"] = limiter.health
+    resources.extras["user_rate_limiter"] = user_limiter
+    resources.extras["rate_limiter_health"] = lambda: _worst_health(limiter, user_limiter)
     resources.add_closer(limiter.aclose)
+    resources.add_closer(user_limiter.aclose)
     keys = settings.encryption_keys or settings.ensure_secrets().encryption_keys
     if keys is None:
         raise ConfigurationError("ENCRYPTION_KEYS is not set")
     resources.extras["vault"] = TokenVault.from_setting(keys.get_secret_value())
     resources.extras["email"] = build_email_service(settings)
+
+
+def _worst_health(*limiters: RateLimiter) -> CheckResult:
+    results = [limiter.health() for limiter in limiters]
+    return next((r for r in results if r.status == "down"), results[0])
 
 
 async def _refuse_stale_schema(resources: AppResources) -> None:

@@ -77,6 +77,14 @@ async def get_auth_toolkit(resources: ResourcesDep) -> AuthToolkit:
     return toolkit
 
 
+async def get_user_rate_limiter(resources: ResourcesDep) -> RateLimiter:
+    """The O(1) limiter for the per-user budget (falls back to the general one)."""
+    limiter: RateLimiter | None = resources.extras.get("user_rate_limiter")
+    if limiter is None:
+        return await get_rate_limiter(resources)
+    return limiter
+
+
 async def get_rate_limiter(resources: ResourcesDep) -> RateLimiter:
     """The application's rate limiter (a private one if the resources were built without it)."""
     limiter: RateLimiter | None = resources.extras.get("rate_limiter")
@@ -111,6 +119,7 @@ async def get_mailer(resources: ResourcesDep, background: BackgroundTasks) -> Ma
 SessionFactoryDep = Annotated[SessionFactory, Depends(get_session_factory)]
 AuthToolkitDep = Annotated[AuthToolkit, Depends(get_auth_toolkit)]
 RateLimiterDep = Annotated[RateLimiter, Depends(get_rate_limiter)]
+UserRateLimiterDep = Annotated[RateLimiter, Depends(get_user_rate_limiter)]
 ClientDep = Annotated[ClientInfo, Depends(get_client_info)]
 MailerDep = Annotated[Mailer, Depends(get_mailer)]
 
@@ -154,7 +163,7 @@ async def get_current_auth(
     response: Response,
     factory: SessionFactoryDep,
     toolkit: AuthToolkitDep,
-    limiter: RateLimiterDep,
+    limiter: UserRateLimiterDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
 ) -> AuthContext:
     """Authenticate the bearer access token and apply the per-user rate limit.
