@@ -204,8 +204,12 @@ def callback(
 @app.command()
 def dev() -> None:
     """Run the whole system on the embedded backends in one terminal."""
+    import os
+
     from dashtam.devserver import run_dev
 
+    # One terminal for people: readable lines unless the operator asked for JSON.
+    os.environ.setdefault("LOG_FORMAT", "console")
     settings = _settings()
     raise typer.Exit(code=asyncio.run(run_dev(settings)))
 
