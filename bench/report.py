@@ -77,7 +77,7 @@ def format_result(result: ScenarioResult) -> str:
                     (
                         "ratio",
                         format_ratio(result.rate_ratio),
-                        "",
+                        format_ratio(result.p50_ratio),
                         "",
                         format_ratio(result.p99_ratio),
                         "",

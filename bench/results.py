@@ -98,6 +98,15 @@ class ScenarioResult:
         return self.dashtam.p99_ms / self.reference.p99_ms
 
     @property
+    def p50_ratio(self) -> float | None:
+        """Dashtam's p50 / the reference's (lower is better); only for same-kind sides."""
+        if self.dashtam is None or self.reference is None:
+            return None
+        if self.dashtam.method != self.reference.method or self.reference.p50_ms <= 0:
+            return None
+        return self.dashtam.p50_ms / self.reference.p50_ms
+
+    @property
     def machine_was_busy(self) -> bool:
         """Whether other processes competed for the cores when the scenario started."""
         return self.busy_before is not None and self.busy_before >= BUSY_THRESHOLD
@@ -113,6 +122,7 @@ class ScenarioResult:
         data["target"] = asdict(self.target) if self.target else None
         data["rate_ratio"] = self.rate_ratio
         data["p99_ratio"] = self.p99_ratio
+        data["p50_ratio"] = self.p50_ratio
         return data
 
 
@@ -149,6 +159,12 @@ def evaluate(result: ScenarioResult) -> tuple[Verdict, list[str]]:
             reasons.append("p99 ratio unavailable")
         elif ratio > target.max_p99_ratio:
             reasons.append(f"p99 ratio {ratio:.2f} > {target.max_p99_ratio:.2f}")
+    if target.max_p50_ratio is not None:
+        ratio = result.p50_ratio
+        if ratio is None:
+            reasons.append("p50 ratio unavailable")
+        elif ratio > target.max_p50_ratio:
+            reasons.append(f"p50 ratio {ratio:.2f} > {target.max_p50_ratio:.2f}")
     return ("MISS" if reasons else "PASS"), reasons
 
 

@@ -226,14 +226,16 @@ class Target:
     Attributes:
         min_rps_ratio: Dashtam's throughput must be at least this share of the reference's.
         max_p99_ratio: Dashtam's p99 latency may be at most this multiple of the reference's.
+        max_p50_ratio: Dashtam's p50 latency may be at most this multiple of the reference's.
     """
 
     min_rps_ratio: float | None = None
     max_p99_ratio: float | None = None
+    max_p50_ratio: float | None = None
 
     def __post_init__(self) -> None:
-        if self.min_rps_ratio is None and self.max_p99_ratio is None:
-            raise ValueError("a Target needs min_rps_ratio and/or max_p99_ratio")
+        if self.min_rps_ratio is None and self.max_p99_ratio is None and self.max_p50_ratio is None:
+            raise ValueError("a Target needs min_rps_ratio, max_p99_ratio and/or max_p50_ratio")
 
     def describe(self) -> str:
         """Human-readable form, e.g. `req/s ratio >= 0.60, p99 ratio <= 4.00`."""
@@ -242,6 +244,8 @@ class Target:
             parts.append(f"req/s ratio >= {self.min_rps_ratio:.2f}")
         if self.max_p99_ratio is not None:
             parts.append(f"p99 ratio <= {self.max_p99_ratio:.2f}")
+        if self.max_p50_ratio is not None:
+            parts.append(f"p50 ratio <= {self.max_p50_ratio:.2f}")
         return ", ".join(parts)
 
 
@@ -382,11 +386,11 @@ class Scenario:
         # A function's per-call time is not a request latency under load: no p99 ratio then.
         if (
             self.target is not None
-            and self.target.max_p99_ratio is not None
+            and (self.target.max_p99_ratio is not None or self.target.max_p50_ratio is not None)
             and self.reference is not None
             and self.subject.kind != self.reference.kind
         ):
-            raise ValueError(f"{self.name}: p99 targets need both sides of the same kind")
+            raise ValueError(f"{self.name}: latency targets need both sides of the same kind")
 
     @property
     def kind(self) -> str:

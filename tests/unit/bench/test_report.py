@@ -62,6 +62,21 @@ class TestVerdict:
         assert r.verdict == "MISS"
         assert r.reasons == ["req/s ratio 0.50 < 0.60", "p99 ratio 5.00 > 4.00"]
 
+    def test_p50_target(self) -> None:
+        fast = result(
+            measurement("dashtam", 900, 6),
+            measurement("reference", 1000, 5),
+            Target(max_p50_ratio=1.5),
+        )
+        assert fast.p50_ratio == pytest.approx(1.2)
+        assert (fast.verdict, fast.reasons) == ("PASS", [])
+        slow = result(
+            measurement("dashtam", 500, 10),
+            measurement("reference", 1000, 5),
+            Target(max_p50_ratio=1.5),
+        )
+        assert (slow.verdict, slow.reasons) == ("MISS", ["p50 ratio 2.00 > 1.50"])
+
     def test_no_target_only_reports(self) -> None:
         r = result(measurement("dashtam", 3.6, 700, method="function"), None)
         assert (r.verdict, r.rate_ratio, r.p99_ratio) == ("REPORT", None, None)
@@ -184,5 +199,9 @@ class TestJson:
         (saved,) = data["results"]
         assert saved["verdict"] == "PASS"
         assert saved["rate_ratio"] == pytest.approx(0.6)
-        assert saved["target"] == {"min_rps_ratio": 0.6, "max_p99_ratio": None}
+        assert saved["target"] == {
+            "min_rps_ratio": 0.6,
+            "max_p99_ratio": None,
+            "max_p50_ratio": None,
+        }
         assert saved["dashtam"]["p99_ms"] == 8
