@@ -189,6 +189,7 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.engine: AsyncEngine | None = None
+        self._http_children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
         r = self.registry
         http_labels = ("method", "route", "status_class")
         self.http_requests = Counter(
@@ -306,13 +307,15 @@ class Metrics:
 
     def http_request(self, method: str, route: str, status: int, duration: float) -> None:
         """Count one served request (`route` must be a template, never a raw path)."""
-        labels = {
-            "method": http_method(method),
-            "route": route,
-            "status_class": status_class(status),
-        }
-        self.http_requests.labels(**labels).inc()
-        self.http_duration.labels(**labels).observe(max(0.0, duration))
+        key = (http_method(method), route, status_class(status))
+        children = self._http_children.get(key)
+        if children is None:
+            # `labels()` validates and locks on every call; the label sets are few and bounded
+            # (templates × methods × classes), so resolve each once and keep the children.
+            children = (self.http_requests.labels(*key), self.http_duration.labels(*key))
+            self._http_children[key] = children
+        children[0].inc()
+        children[1].observe(max(0.0, duration))
 
     def job_started(self, name: str) -> None:
         """A job began running in this process."""
