@@ -33,6 +33,7 @@ from bench.scenarios.base import (
     bearer,
 )
 from bench.seeding import create_users
+from dashtam.models.financial import Transaction
 
 LIST_QUERY = "limit=100&status=posted"
 LIST_PATH = f"/api/v1/transactions?{LIST_QUERY}"
@@ -50,34 +51,9 @@ HISTORY = timedelta(days=5 * 365)
 #: Rows per COPY batch.
 COPY_BATCH = 50_000
 
-#: `transactions` columns written by `transaction_rows`, in tuple order (every NOT NULL one).
-COPY_COLUMNS = (
-    "id",
-    "user_id",
-    "provider_id",
-    "account_id",
-    "external_id",
-    "posted_at",
-    "trade_date",
-    "settlement_date",
-    "type",
-    "subtype",
-    "status",
-    "description",
-    "amount",
-    "currency",
-    "symbol",
-    "quantity",
-    "price",
-    "fees",
-    "raw",
-    "content_hash",
-    "first_seen_at",
-    "last_modified_at",
-    "removed_at",
-    "created_seq",
-    "change_seq",
-)
+#: `transactions` columns written by `transaction_rows`, in tuple order.
+# Derived from the model (one source of truth); the unit tests fail if the row tuples drift.
+COPY_COLUMNS: tuple[str, ...] = tuple(column.name for column in Transaction.__table__.columns)
 
 _TYPES = ("trade", "dividend", "interest", "deposit", "withdrawal", "transfer", "fee", "other")
 _SYMBOLS = ("AAPL", "MSFT", "VTI", "BND", "NVDA", "GOOG", "AMZN")

@@ -135,8 +135,7 @@ async def request_reset(
     user = await repository.find_contact_by_email(session, email=email)
     if user is None or not user.is_active:
         return
-    await repository.spend_unused_tokens(session, PasswordResetToken, user_id=user.id, now=now)
-    await repository.add_single_use_token(
+    await repository.supersede_single_use_token(
         session,
         PasswordResetToken,
         user_id=user.id,

@@ -89,8 +89,7 @@ async def resend_verification(
     user = await repository.find_contact_by_email(session, email=email)
     if user is None or not user.is_active or user.email_verified_at is not None:
         return
-    await repository.spend_unused_tokens(session, EmailVerificationToken, user_id=user.id, now=now)
-    await repository.add_single_use_token(
+    await repository.supersede_single_use_token(
         session,
         EmailVerificationToken,
         user_id=user.id,

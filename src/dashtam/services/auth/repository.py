@@ -436,6 +436,22 @@ async def spend_unused_tokens(
     await session.execute(stmt)
 
 
+async def supersede_single_use_token(
+    session: AsyncSession,
+    model: _SingleUseToken,
+    *,
+    user_id: uuid.UUID,
+    token_hash: str,
+    now: datetime,
+    expires_at: datetime,
+) -> None:
+    """Spend the user's unused tokens of this kind, then add the new one: the newest wins."""
+    await spend_unused_tokens(session, model, user_id=user_id, now=now)
+    await add_single_use_token(
+        session, model, user_id=user_id, token_hash=token_hash, now=now, expires_at=expires_at
+    )
+
+
 async def claim_single_use_token(
     session: AsyncSession, model: _SingleUseToken, *, token_hash: str, now: datetime
 ) -> uuid.UUID | None:
