@@ -25,14 +25,8 @@ from dashtam.core.database import (
 from dashtam.core.errors import DEPENDENCY_ERRORS, install_error_handlers
 from dashtam.core.kv import KeyValueStore, create_kv_store
 from dashtam.core.logging import configure_logging, log_event
-from dashtam.core.middleware import (
-    BodySizeLimitMiddleware,
-    RequestContextMiddleware,
-    SecurityHeadersMiddleware,
-    TrustedHostMiddleware,
-)
+from dashtam.core.middleware import EdgeMiddleware
 from dashtam.core.observability import metrics
-from dashtam.core.observability.http import MetricsMiddleware
 from dashtam.core.ratelimit import RateLimiter
 from dashtam.core.state import AppResources
 from dashtam.providers.registry import registry_from
@@ -189,9 +183,6 @@ def create_app(settings: Settings | None = None, resources: AppResources | None 
     if settings.metrics_enabled:
         app.include_router(metrics_route.router)
 
-    # Added innermost first: the request-context middleware wraps everything else, so even a
-    # rejected host or an oversized body gets a request id and an access-log line.
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -208,9 +199,13 @@ def create_app(settings: Settings | None = None, resources: AppResources | None 
                 "Location",
             ],
         )
-    app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts or ["*"])
-    app.add_middleware(SecurityHeadersMiddleware, hsts=settings.tls_enabled)
-    if settings.metrics_enabled:
-        app.add_middleware(MetricsMiddleware, metrics=app_metrics)
-    app.add_middleware(RequestContextMiddleware)
+    # Outermost: even a rejected host or an oversized body gets a request id, security
+    # headers, a metric and an access-log line.
+    app.add_middleware(
+        EdgeMiddleware,
+        allowed_hosts=settings.allowed_hosts or ["*"],
+        max_body_bytes=settings.max_body_bytes,
+        hsts=settings.tls_enabled,
+        metrics=app_metrics if settings.metrics_enabled else None,
+    )
     return app

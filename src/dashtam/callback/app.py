@@ -25,12 +25,7 @@ from dashtam.callback.pages import render_result_page
 from dashtam.core.config import Settings, load_settings
 from dashtam.core.errors import install_error_handlers
 from dashtam.core.logging import configure_logging, log_event
-from dashtam.core.middleware import (
-    BodySizeLimitMiddleware,
-    RequestContextMiddleware,
-    SecurityHeadersMiddleware,
-    TrustedHostMiddleware,
-)
+from dashtam.core.middleware import EdgeMiddleware
 from dashtam.core.request_context import current_request_id
 from dashtam.core.tls import client_ssl_context
 
@@ -211,8 +206,10 @@ def create_callback_app(
             "checks": {"api": {"status": "ok" if api_ok else "down", "latency_ms": latency}},
         }
 
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts or ["*"])
-    app.add_middleware(SecurityHeadersMiddleware, hsts=settings.tls_enabled)
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(
+        EdgeMiddleware,
+        allowed_hosts=settings.allowed_hosts or ["*"],
+        max_body_bytes=settings.max_body_bytes,
+        hsts=settings.tls_enabled,
+    )
     return app

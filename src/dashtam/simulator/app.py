@@ -23,7 +23,7 @@ from starlette.types import Message, Receive, Scope, Send
 from dashtam import __version__
 from dashtam.core.config import Settings, load_settings
 from dashtam.core.logging import configure_logging, log_event
-from dashtam.core.middleware import RequestContextMiddleware, SecurityHeadersMiddleware
+from dashtam.core.middleware import EdgeMiddleware
 from dashtam.core.types import utcnow
 from dashtam.simulator import control, oauth, trader
 from dashtam.simulator.errors import SchwabError, SimulatedConnectionDrop, gateway_error
@@ -203,8 +203,7 @@ def create_simulator_app(settings: Settings | None = None) -> SimulatorApp:
     app.include_router(oauth.router)
     app.include_router(trader.router)
     app.include_router(control.router)
-    app.add_middleware(SecurityHeadersMiddleware, hsts=settings.tls_enabled)
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(EdgeMiddleware, hsts=settings.tls_enabled)
     state = app.state.simulator
     log_event(
         logger,

@@ -1,18 +1,17 @@
-"""HTTP instrumentation (a pure-ASGI middleware) and the access rule of `GET /metrics`."""
+"""HTTP route labels for the metrics (recorded by `core.middleware.EdgeMiddleware`) and the
+access rule of `GET /metrics`."""
 
 from __future__ import annotations
 
 import hmac
 import ipaddress
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from dashtam.core.config import Settings
 from dashtam.core.net import IPNetwork, parse_ip
-from dashtam.core.observability.metrics import Metrics, bind, reset
 
 #: The route label of requests no route matched (404s for unknown paths): one series for all.
 UNMATCHED = "<unmatched>"
@@ -32,49 +31,6 @@ def route_template(scope: Scope) -> str:
             return effective
     path = getattr(scope.get("route"), "path", None)
     return str(path) if path else UNMATCHED
-
-
-class MetricsMiddleware:
-    """Counts and times every HTTP request by method, route template and status class.
-
-    Pure ASGI, like the request-context middleware: the route is read from the scope after the
-    router has matched it, and the app's `Metrics` is bound to the request's context so that
-    anything recorded while serving it (rate limits, provider calls, jobs it kicks) lands in
-    the same registry.
-    """
-
-    def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        metrics = self.metrics
-        token = bind(metrics)
-        metrics.http_in_flight.inc()
-        started = time.perf_counter()
-        # Unless a response starts, the request ended in an unhandled error: count it as 500.
-        status = 500
-
-        async def send_and_record(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_record)
-        finally:
-            metrics.http_in_flight.dec()
-            metrics.http_request(
-                scope.get("method", ""),
-                route_template(scope),
-                status,
-                time.perf_counter() - started,
-            )
-            reset(token)
 
 
 @dataclass(frozen=True)
