@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
@@ -10,6 +9,7 @@ from fastapi import BackgroundTasks, Depends, Request, Response, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dashtam.core.admission import AdmissionGate
 from dashtam.core.config import Settings
 from dashtam.core.database import SessionFactory, session_scope
 from dashtam.core.errors import AppError, TooManyRequests, Unauthorized
@@ -68,7 +68,7 @@ async def get_session_factory(resources: ResourcesDep) -> SessionFactory:
     return resources.session_factory
 
 
-async def get_auth_toolkit(resources: ResourcesDep) -> AuthToolkit:
+def auth_toolkit(resources: AppResources) -> AuthToolkit:
     """The auth services' collaborators, built once per application."""
     toolkit: AuthToolkit | None = resources.extras.get("auth_toolkit")
     if toolkit is None:
@@ -77,15 +77,7 @@ async def get_auth_toolkit(resources: ResourcesDep) -> AuthToolkit:
     return toolkit
 
 
-async def get_user_rate_limiter(resources: ResourcesDep) -> RateLimiter:
-    """The O(1) limiter for the per-user budget (falls back to the general one)."""
-    limiter: RateLimiter | None = resources.extras.get("user_rate_limiter")
-    if limiter is None:
-        return await get_rate_limiter(resources)
-    return limiter
-
-
-async def get_rate_limiter(resources: ResourcesDep) -> RateLimiter:
+def rate_limiter(resources: AppResources) -> RateLimiter:
     """The application's rate limiter (a private one if the resources were built without it)."""
     limiter: RateLimiter | None = resources.extras.get("rate_limiter")
     if limiter is None:
@@ -94,6 +86,27 @@ async def get_rate_limiter(resources: ResourcesDep) -> RateLimiter:
         resources.extras["rate_limiter"] = limiter
         resources.add_closer(limiter.aclose)
     return limiter
+
+
+def admission_gate(resources: AppResources) -> AdmissionGate:
+    """Session cache + per-user budget in one round trip, built once per application."""
+    gate: AdmissionGate | None = resources.extras.get("admission_gate")
+    if gate is None:
+        # The O(1) sliding-window limiter of the per-user budget, else the general one.
+        limiter = resources.extras.get("user_rate_limiter") or rate_limiter(resources)
+        gate = AdmissionGate(resources.kv, limiter)
+        resources.extras["admission_gate"] = gate
+    return gate
+
+
+async def get_auth_toolkit(resources: ResourcesDep) -> AuthToolkit:
+    """The auth services' collaborators, built once per application."""
+    return auth_toolkit(resources)
+
+
+async def get_rate_limiter(resources: ResourcesDep) -> RateLimiter:
+    """The application's rate limiter (a private one if the resources were built without it)."""
+    return rate_limiter(resources)
 
 
 async def get_client_info(request: Request, settings: SettingsDep) -> ClientInfo:
@@ -119,7 +132,6 @@ async def get_mailer(resources: ResourcesDep, background: BackgroundTasks) -> Ma
 SessionFactoryDep = Annotated[SessionFactory, Depends(get_session_factory)]
 AuthToolkitDep = Annotated[AuthToolkit, Depends(get_auth_toolkit)]
 RateLimiterDep = Annotated[RateLimiter, Depends(get_rate_limiter)]
-UserRateLimiterDep = Annotated[RateLimiter, Depends(get_user_rate_limiter)]
 ClientDep = Annotated[ClientInfo, Depends(get_client_info)]
 MailerDep = Annotated[Mailer, Depends(get_mailer)]
 
@@ -160,16 +172,16 @@ _bearer = HTTPBearer(auto_error=False, description="An access token from `POST /
 
 
 async def get_current_auth(
+    request: Request,
     response: Response,
-    factory: SessionFactoryDep,
-    toolkit: AuthToolkitDep,
-    limiter: UserRateLimiterDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
 ) -> AuthContext:
     """Authenticate the bearer access token and apply the per-user rate limit.
 
     The token must verify and its session must be live (a cached check: logout, revocation and
-    password changes take effect at once). No database write happens here.
+    password changes take effect at once). No database write happens here. This dependency
+    runs on every authenticated request, so it reaches the application's resources directly
+    instead of through a chain of sub-dependencies (each costs a resolution per request).
 
     Raises:
         Unauthorized: No bearer token (`not_authenticated`), or an invalid one
@@ -178,15 +190,20 @@ async def get_current_auth(
     """
     if credentials is None or not credentials.credentials:
         raise Unauthorized("A bearer access token is required.", code="not_authenticated")
-    auth = await authenticate(factory, toolkit, access_token=credentials.credentials)
+    resources: AppResources = request.app.state.resources
+    auth, budget = await authenticate(
+        resources.session_factory,
+        auth_toolkit(resources),
+        admission_gate(resources),
+        access_token=credentials.credentials,
+    )
     set_user_id(str(auth.user_id))
-    state = await limiter.hit(toolkit.settings.rate_limit_user, "user", str(auth.user_id))
-    headers = rate_limit_headers(state)
-    if not state.allowed:
+    headers = rate_limit_headers(budget)
+    if not budget.allowed:
         metrics.rate_limited("user")
         raise TooManyRequests(
             "Too many requests for this account; slow down.",
-            retry_after=state.retry_after,
+            retry_after=budget.retry_after,
             headers=headers,
         )
     response.headers.update(headers)
@@ -198,19 +215,15 @@ CurrentAuth = Annotated[AuthContext, Depends(get_current_auth)]
 the session state is not cached. Use it when the user id is all a route needs."""
 
 
-async def _read_profile(resources: AppResources, user_id: uuid.UUID) -> UserProfile | None:
-    # Its own short read, never the route's unit of work: no transaction stays open while the
-    # route runs (SQLite's single write lock), and on PostgreSQL no BEGIN/COMMIT at all.
-    if resources.read_session_factory is not None:
-        async with resources.read_session_factory() as session:
-            return await load_profile(session, user_id=user_id)
-    async with session_scope(resources.session_factory) as session:
-        return await load_profile(session, user_id=user_id)
+async def get_current_user(auth: CurrentAuth, request: Request) -> UserProfile:
+    """The caller's profile row (one SELECT); 401 when the account is gone or disabled.
 
-
-async def get_current_user(auth: CurrentAuth, resources: ResourcesDep) -> UserProfile:
-    """The caller's profile row (one SELECT); 401 when the account is gone or disabled."""
-    profile = await _read_profile(resources, auth.user_id)
+    Read on its own connection, never the route's unit of work: no transaction stays open
+    while the route runs (SQLite's single write lock), and on PostgreSQL no BEGIN/COMMIT.
+    """
+    resources: AppResources = request.app.state.resources
+    async with resources.read_connection() as connection:
+        profile = await load_profile(connection, user_id=auth.user_id)
     if profile is None or not profile.is_active:
         raise InvalidAccessToken()
     return profile

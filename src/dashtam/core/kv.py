@@ -234,6 +234,10 @@ class RedisKeyValueStore:
     def _k(self, key: str) -> str:
         return self._prefix + key
 
+    def full_key(self, key: str) -> str:
+        """The Redis key that holds `key` (for scripts that touch it directly)."""
+        return self._prefix + key
+
     async def get(self, key: str) -> bytes | None:
         try:
             value = await self._client.get(self._k(key))

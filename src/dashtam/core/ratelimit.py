@@ -181,14 +181,14 @@ class RateLimiter:
         """
         item = parse_rule(rule)
         if not self.enabled:
-            return _unlimited(item)
+            return unlimited(item)
         return await self._run(item, identifiers, consume=True)
 
     async def peek(self, rule: str, *identifiers: str) -> RateLimitState:
         """Report the state without consuming; `allowed` says whether a hit would pass."""
         item = parse_rule(rule)
         if not self.enabled:
-            return _unlimited(item)
+            return unlimited(item)
         return await self._run(item, identifiers, consume=False)
 
     async def clear(self, rule: str, *identifiers: str) -> None:
@@ -197,13 +197,13 @@ class RateLimiter:
         # Both stores: hits counted in memory during an outage must not outlive a success.
         await self._memory_strategy.clear(item, *identifiers)
         strategy = self._redis_strategy
-        if strategy is not None and self._should_try_redis():
+        if strategy is not None and self.should_try_redis():
             try:
                 await strategy.clear(item, *identifiers)
             except _STORAGE_ERRORS as exc:
-                self._mark_outage(exc)
+                self.mark_outage(exc)
             else:
-                self._mark_recovered()
+                self.mark_recovered()
 
     async def aclose(self) -> None:
         """Release the Redis connections (the limiter must not be used afterwards)."""
@@ -214,21 +214,30 @@ class RateLimiter:
         self, item: RateLimitItem, identifiers: tuple[str, ...], *, consume: bool
     ) -> RateLimitState:
         strategy = self._redis_strategy
-        if strategy is not None and self._should_try_redis():
+        if strategy is not None and self.should_try_redis():
             try:
                 state = await _check(strategy, item, identifiers, consume=consume)
             except _STORAGE_ERRORS as exc:
-                self._mark_outage(exc)
+                self.mark_outage(exc)
             else:
-                self._mark_recovered()
+                self.mark_recovered()
                 return state
         # The memory strategy cannot fail: it is both the embedded backend and the fallback.
         return await _check(self._memory_strategy, item, identifiers, consume=consume)
 
-    def _should_try_redis(self) -> bool:
+    async def hit_in_memory(self, rule: str, *identifiers: str) -> RateLimitState:
+        """Consume one unit in this process's counters (for callers that just saw Redis fail)."""
+        item = parse_rule(rule)
+        if not self.enabled:
+            return unlimited(item)
+        return await _check(self._memory_strategy, item, identifiers, consume=True)
+
+    def should_try_redis(self) -> bool:
+        """False while counting in memory between two attempts to reach Redis again."""
         return self._outage_since is None or time.monotonic() >= self._next_retry
 
-    def _mark_outage(self, exc: BaseException) -> None:
+    def mark_outage(self, exc: BaseException) -> None:
+        """Count in memory from now on (and say so on `/health`) until Redis answers again."""
         now = time.monotonic()
         self._next_retry = now + self._retry_interval
         if self._outage_since is None:
@@ -243,14 +252,16 @@ class RateLimiter:
                 retry_interval_s=self._retry_interval,
             )
 
-    def _mark_recovered(self) -> None:
+    def mark_recovered(self) -> None:
+        """Redis answered: share counts through it again."""
         if self._outage_since is not None:
             outage = round(time.monotonic() - self._outage_since, 1)
             self._outage_since = None
             log_event(logger, "ratelimit.storage.recovered", backend=self.backend, outage_s=outage)
 
 
-def _unlimited(item: RateLimitItem) -> RateLimitState:
+def unlimited(item: RateLimitItem) -> RateLimitState:
+    """The state of a check that limits nothing (limiting disabled)."""
     return RateLimitState(
         allowed=True, limit=item.amount, remaining=item.amount, reset_after=0, retry_after=0
     )

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from dashtam.services.auth import repository
 from dashtam.services.auth.principal import UserProfile
 
 
-async def load_profile(session: AsyncSession, *, user_id: uuid.UUID) -> UserProfile | None:
+async def load_profile(
+    executor: AsyncSession | AsyncConnection, *, user_id: uuid.UUID
+) -> UserProfile | None:
     """One SELECT of the profile columns; None when the user no longer exists."""
-    row = await repository.get_profile(session, user_id=user_id)
+    row = await repository.get_profile(executor, user_id=user_id)
     return UserProfile.from_row(row) if row is not None else None
 
 

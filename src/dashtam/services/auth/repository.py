@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Table, case, literal, select, update
+from sqlalchemy import Row, Table, bindparam, case, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlmodel import SQLModel
 
 from dashtam.core.types import UTCDateTime
@@ -95,10 +95,18 @@ _PROFILE_COLUMNS = (
 )
 
 
-async def get_profile(session: AsyncSession, *, user_id: uuid.UUID) -> AnyRow | None:
-    """The public profile columns of one user (the authenticated hot path: one SELECT)."""
-    stmt = select(*_PROFILE_COLUMNS).where(_U.id == user_id)
-    return (await session.execute(stmt)).one_or_none()
+#: Built once: constructing the statement costs as much as its cached compilation lookup.
+_PROFILE_BY_ID = select(*_PROFILE_COLUMNS).where(_U.id == bindparam("user_id"))
+
+
+async def get_profile(
+    executor: AsyncSession | AsyncConnection, *, user_id: uuid.UUID
+) -> AnyRow | None:
+    """The public profile columns of one user (the authenticated hot path: one SELECT).
+
+    Takes a Core connection too: the request path reads it outside any ORM session.
+    """
+    return (await executor.execute(_PROFILE_BY_ID, {"user_id": user_id})).one_or_none()
 
 
 async def insert_user_if_absent(
