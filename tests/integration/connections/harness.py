@@ -16,7 +16,11 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 from sqlalchemy import text
 
-from dashtam.core.database import create_session_factory, session_scope
+from dashtam.core.database import (
+    create_read_session_factory,
+    create_session_factory,
+    session_scope,
+)
 from dashtam.core.state import AppResources
 from dashtam.main import create_app
 from dashtam.providers.registry import build_registry
@@ -184,6 +188,8 @@ async def rig(
         engine=resources.engine,
         session_factory=create_session_factory(resources.engine),
         kv=resources.kv,
+        # As the app builds them: autocommit reads on PostgreSQL, None on SQLite.
+        read_session_factory=create_read_session_factory(resources.engine),
     )
     registry = build_registry(settings, resources.kv, transport=sim_transport)
     custom.extras["providers"] = registry

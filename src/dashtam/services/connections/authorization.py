@@ -23,13 +23,14 @@ import hashlib
 import logging
 import re
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dashtam.core.database import after_commit, session_scope
+from dashtam.core.database import session_scope
 from dashtam.core.errors import TooManyRequests
 from dashtam.core.logging import log_event
 from dashtam.core.observability import metrics
@@ -53,10 +54,16 @@ from dashtam.services.connections.audit import (
     record,
     record_detached,
 )
-from dashtam.services.connections.context import hasher_of, limiter_of, providers_of, vault_of
+from dashtam.services.connections.context import (
+    hasher_of,
+    limiter_of,
+    providers_of,
+    statement_scope,
+    vault_of,
+)
 from dashtam.services.connections.errors import AuthorizationRefused, InvalidState
 from dashtam.services.connections.service import AuthorizationState, ConnectionService
-from dashtam.services.connections.tokens import TokenManager, store_new_tokens
+from dashtam.services.connections.tokens import TokenManager, TokenSnapshot, write_new_tokens
 
 logger = logging.getLogger("dashtam.connections.authorization")
 
@@ -71,6 +78,9 @@ _STATE_PATTERN = re.compile(
 _ERROR_CODE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 #: Used or expired states are deleted after this long (kept briefly to tell replays apart).
 STATE_RETENTION = timedelta(days=1)
+#: A process purges stale states at most this often (on an authorization start).
+STATE_PURGE_INTERVAL_SECONDS = 300.0
+_PURGED_AT_KEY = "oauth_states_purged_at"
 
 
 @dataclass(frozen=True)
@@ -107,6 +117,19 @@ def pkce_pair() -> tuple[str, str]:
     digest = hashlib.sha256(verifier.encode("ascii")).digest()
     challenge = base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")
     return verifier, challenge
+
+
+def state_of_snapshot(snapshot: TokenSnapshot) -> AuthorizationState:
+    """The client-visible authorization status of a token snapshot (never a token)."""
+    return AuthorizationState(
+        status=snapshot.status,
+        connected_at=snapshot.connected_at,
+        access_expires_at=snapshot.access_expires_at,
+        refresh_expires_at=snapshot.refresh_expires_at,
+        scope=snapshot.scope,
+        last_refreshed_at=snapshot.refreshed_at,
+        refresh_count=snapshot.refresh_count,
+    )
 
 
 def _institution_error_message(error: str) -> str:
@@ -161,7 +184,8 @@ class AuthorizationService:
                 verifier, table=STATES_TABLE, column=VERIFIER_COLUMN, row_id=str(row.id)
             )
         url = client.authorization_url(state=state, code_challenge=challenge)
-        await repo.purge_stale_states(session, before=now - STATE_RETENTION)
+        if self._purge_due():
+            await repo.purge_stale_states(session, before=now - STATE_RETENTION)
         session.add(row)
         record(
             session,
@@ -177,23 +201,35 @@ class AuthorizationService:
     async def refresh(self, *, user_id: uuid.UUID, provider_id: uuid.UUID) -> AuthorizationState:
         """Refresh the caller's provider's access token now and return the new status.
 
-        Runs its own short units of work around the upstream call (see `TokenManager`).
+        Under the provider's single-flight lock: one read (ownership, status and tokens
+        together), the upstream refresh with no transaction open, one unit of work writing the
+        tokens and the audit row. The answer is built from what was written, not read again.
 
         Raises:
             ProviderNotFound: Missing or someone else's.
             NotConnected: 409 `not_connected` (pending or disconnected).
             AppError: 409 `reauth_required`; 502/503/504 when the institution fails.
         """
-        async with session_scope(self._resources.session_factory) as session:
-            connections = ConnectionService(session, self._resources, origin=self._origin)
-            await connections.get(user_id=user_id, provider_id=provider_id)
+        manager = TokenManager(self._resources, origin=self._origin)
         try:
-            await TokenManager(self._resources, origin=self._origin).refresh_now(provider_id)
+            snapshot = await manager.refresh_now(provider_id, user_id=user_id)
         except (ProviderError, UnknownProvider) as exc:
             raise to_app_error(exc) from exc
-        async with session_scope(self._resources.session_factory) as session:
-            connections = ConnectionService(session, self._resources, origin=self._origin)
-            return await connections.authorization_state(user_id=user_id, provider_id=provider_id)
+        return state_of_snapshot(snapshot)
+
+    def _purge_due(self) -> bool:
+        """Whether this start should also delete stale states (once per interval per process).
+
+        Stale states can never match again, so how soon they go only bounds the table's
+        size; purging on every start would cost each one a DELETE round trip.
+        """
+        extras = self._resources.extras
+        now = time.monotonic()
+        last: float | None = extras.get(_PURGED_AT_KEY)
+        if last is not None and now - last < STATE_PURGE_INTERVAL_SECONDS:
+            return False
+        extras[_PURGED_AT_KEY] = now
+        return True
 
     async def _limit(self, user_id: uuid.UUID) -> None:
         rule = self._resources.settings.rate_limit_provider_authorization
@@ -238,15 +274,17 @@ class AuthorizationService:
             raise AuthorizationRefused("The callback carried neither a code nor an error.")
         digest = hasher_of(self._resources).digest(state, purpose=STATE_PURPOSE)
         now = utcnow()
-        async with session_scope(self._resources.session_factory) as session:
+        # Two statements that each stand alone (on PostgreSQL: no transaction around them).
+        # The claim is one atomic UPDATE and commits before the code leaves this process.
+        async with statement_scope(self._resources) as session:
             claimed = await repo.consume_state(
                 session, state_hash=digest, provider_id=provider_id, now=now
             )
             provider = (
-                await repo.get_provider(session, provider_id=provider_id) if claimed else None
+                await repo.provider_brief(session, provider_id=provider_id) if claimed else None
             )
-            provider_key = provider.provider_key if provider else ""
-            previous_status = provider.status if provider else ""
+        provider_key = provider.provider_key if provider else ""
+        previous_status = provider.status if provider else ""
         if claimed is None or provider is None or claimed.user_id != provider.user_id:
             log_event(logger, "provider.callback.invalid_state", logging.WARNING, reason="claim")
             raise InvalidState()
@@ -302,27 +340,25 @@ class AuthorizationService:
         refresh_max_age: timedelta | None,
         reauthorized: bool,
     ) -> CallbackResult:
+        """Tokens, status, audit row and the first sync's run: one unit of work.
+
+        Locks in the order the refresh path takes them (token row, then provider row), so a
+        callback and a refresh of the same provider never deadlock on PostgreSQL.
+        """
         now = utcnow()
         async with session_scope(self._resources.session_factory) as session:
-            provider = await repo.get_provider(session, provider_id=provider_id)
-            if provider is None:
+            row_id = await repo.token_row_id(session, provider_id=provider_id, for_update=True)
+            if not await repo.activate_provider(session, provider_id=provider_id, now=now):
                 # Deleted while the code was being exchanged: there is nothing to connect.
                 raise InvalidState()
-            await store_new_tokens(
+            await write_new_tokens(
                 session,
                 vault_of(self._resources),
                 provider_id=provider_id,
+                row_id=row_id,
                 tokens=tokens,
                 refresh_max_age=refresh_max_age,
                 now=now,
-            )
-            await repo.set_provider_status(
-                session,
-                provider_id=provider_id,
-                status=ProviderStatus.ACTIVE.value,
-                last_error=None,
-                now=now,
-                connected_at=now,
             )
             record(
                 session,
@@ -336,8 +372,9 @@ class AuthorizationService:
                     "refresh_issued": tokens.refresh_token is not None,
                 },
             )
-            resources = self._resources
-            after_commit(session, lambda: events.on_connected(resources, provider_id))
+            await events.on_connected(
+                session, self._resources, user_id=user_id, provider_id=provider_id
+            )
         return CallbackResult(
             provider_id=provider_id,
             status=ProviderStatus.ACTIVE.value,

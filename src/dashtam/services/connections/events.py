@@ -11,27 +11,48 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dashtam.core.database import after_commit
 from dashtam.core.logging import log_event
 from dashtam.core.state import AppResources
+from dashtam.core.types import utcnow
 
 logger = logging.getLogger("dashtam.connections.events")
 
 
-async def on_connected(resources: AppResources, provider_id: uuid.UUID) -> None:
-    """Called after the commit that made a provider `active` (first connect or re-authorize).
+async def on_connected(
+    session: AsyncSession,
+    resources: AppResources,
+    *,
+    user_id: uuid.UUID,
+    provider_id: uuid.UUID,
+) -> None:
+    """Called inside the unit of work that makes a provider `active` (connect or re-authorize).
 
-    Queues the first sync (trigger `connect`; or returns the one already queued). It runs
-    after the commit, so a job never sees a provider whose tokens are not stored yet.
+    Queues the first sync (trigger `connect`; or keeps the one already queued) in that same
+    unit of work, so connecting costs one transaction instead of two. A savepoint isolates
+    it: if queuing fails, the connection still commits and the scheduler syncs the provider
+    later. The job is dispatched only after the commit, so a worker never sees a run whose
+    provider has no tokens yet.
 
     Args:
-        resources: The application's resources (broker, database, …).
-        provider_id: The provider that just became active.
+        session: The connecting unit of work (flush only; the caller commits).
+        resources: The application's resources (the job queue for the dispatch).
+        user_id: The provider's owner.
+        provider_id: The provider becoming active.
     """
     from dashtam.models.financial import SyncTrigger
-    from dashtam.services.sync.service import queue_sync
+    from dashtam.services.sync import runs
+    from dashtam.services.sync.service import dispatch
 
     try:
-        requested = await queue_sync(resources, provider_id, trigger=SyncTrigger.CONNECT)
+        async with session.begin_nested():
+            run, created = await runs.create_or_get_active(
+                session,
+                user_id=user_id,
+                provider_id=provider_id,
+                trigger=SyncTrigger.CONNECT,
+                now=utcnow(),
+            )
     except Exception as exc:  # the connection is stored; the scheduler syncs it if this fails
         log_event(
             logger,
@@ -42,12 +63,15 @@ async def on_connected(resources: AppResources, provider_id: uuid.UUID) -> None:
             error_type=type(exc).__name__,
         )
         return
+    run_id = run.id
+    if created:
+        after_commit(session, lambda: dispatch(resources, run_id, provider_id))
     log_event(
         logger,
         "provider.connected",
         provider_id=str(provider_id),
-        sync="queued" if requested is not None else "not_queued",
-        run_id=str(requested.run.id) if requested is not None else None,
+        sync="queued" if created else "already_queued",
+        run_id=str(run_id),
     )
 
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, func, or_, select, tuple_, update
+from sqlalchemy import Row, delete, func, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -21,6 +21,7 @@ from dashtam.models.provider import (
     OAuthState,
     Provider,
     ProviderAuditLog,
+    ProviderStatus,
     ProviderToken,
 )
 
@@ -43,6 +44,16 @@ async def get_provider_for_user(
 async def get_provider(session: AsyncSession, *, provider_id: uuid.UUID) -> Provider | None:
     """The provider by id, whoever owns it (callers that are not user-scoped: jobs, tokens)."""
     return await session.get(Provider, provider_id)
+
+
+async def provider_brief(
+    session: AsyncSession, *, provider_id: uuid.UUID
+) -> Row[uuid.UUID, str, str] | None:
+    """`(user_id, provider_key, status)` of a provider, whoever owns it, or None."""
+    stmt = select(col(Provider.user_id), col(Provider.provider_key), col(Provider.status)).where(
+        col(Provider.id) == provider_id
+    )
+    return (await session.execute(stmt)).one_or_none()
 
 
 async def list_providers(
@@ -105,6 +116,70 @@ async def delete_provider(session: AsyncSession, *, provider_id: uuid.UUID) -> N
     await session.execute(stmt.execution_options(**_NO_SYNC))
 
 
+# --- a provider with its tokens (one statement) ----------------------------------------------
+
+#: What the token lifecycle needs from a provider and its token row, read together.
+_CONNECTION_COLUMNS: tuple[Any, ...] = (
+    col(Provider.user_id),
+    col(Provider.provider_key),
+    col(Provider.status),
+    col(Provider.connected_at),
+    col(ProviderToken.id).label("token_id"),
+    col(ProviderToken.access_token_encrypted),
+    col(ProviderToken.refresh_token_encrypted),
+    col(ProviderToken.key_id),
+    col(ProviderToken.access_expires_at),
+    col(ProviderToken.refresh_expires_at),
+    col(ProviderToken.scope),
+    col(ProviderToken.refresh_count),
+    col(ProviderToken.refreshed_at),
+)
+
+
+async def read_connection(
+    session: AsyncSession, *, provider_id: uuid.UUID, user_id: uuid.UUID | None = None
+) -> Row[Any] | None:
+    """A provider and its token row (token columns None when it has none), in one SELECT.
+
+    Plain columns rather than ORM objects: nothing is added to the identity map, so the row
+    is cheap to read and can never be flushed back by accident.
+
+    Args:
+        provider_id: The provider.
+        user_id: Also require this owner (user-scoped callers): another user's provider reads
+            as missing.
+
+    Returns:
+        The row (`user_id`, `provider_key`, `status`, `connected_at`, `token_id`,
+        `access_token_encrypted`, … `refreshed_at`), or None when there is no such provider.
+    """
+    stmt = (
+        select(*_CONNECTION_COLUMNS)
+        .select_from(Provider)
+        .outerjoin(ProviderToken, col(ProviderToken.provider_id) == col(Provider.id))
+        .where(col(Provider.id) == provider_id)
+    )
+    if user_id is not None:
+        stmt = stmt.where(col(Provider.user_id) == user_id)
+    return (await session.execute(stmt)).one_or_none()
+
+
+async def activate_provider(
+    session: AsyncSession, *, provider_id: uuid.UUID, now: datetime
+) -> bool:
+    """Mark a provider `active` and connected now; False when the provider no longer exists."""
+    stmt = (
+        update(Provider)
+        .where(col(Provider.id) == provider_id)
+        .values(
+            status=ProviderStatus.ACTIVE.value, last_error=None, updated_at=now, connected_at=now
+        )
+        .returning(col(Provider.id))
+    )
+    result = await session.execute(stmt.execution_options(**_NO_SYNC))
+    return result.scalar_one_or_none() is not None
+
+
 # --- tokens -----------------------------------------------------------------------------------
 
 
@@ -123,10 +198,32 @@ async def get_tokens(
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
-async def token_row_id(session: AsyncSession, *, provider_id: uuid.UUID) -> uuid.UUID | None:
-    """The id of the provider's token row (the vault binds ciphertexts to it)."""
+async def token_row_id(
+    session: AsyncSession, *, provider_id: uuid.UUID, for_update: bool = False
+) -> uuid.UUID | None:
+    """The id of the provider's token row (the vault binds ciphertexts to it).
+
+    Args:
+        for_update: Lock the row until the unit of work ends (see `get_tokens`).
+    """
     stmt = select(col(ProviderToken.id)).where(col(ProviderToken.provider_id) == provider_id)
+    if for_update:
+        stmt = stmt.with_for_update()
     return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def insert_tokens(session: AsyncSession, *, values: dict[str, Any]) -> None:
+    """Insert a provider's first token row (`values` holds every column, the id included)."""
+    stmt = insert(ProviderToken).values(**values)
+    await session.execute(stmt)
+
+
+async def update_tokens(
+    session: AsyncSession, *, row_id: uuid.UUID, values: dict[str, Any]
+) -> None:
+    """Rewrite a token row the caller holds locked (`token_row_id(..., for_update=True)`)."""
+    stmt = update(ProviderToken).where(col(ProviderToken.id) == row_id).values(**values)
+    await session.execute(stmt.execution_options(**_NO_SYNC))
 
 
 async def update_tokens_if_unchanged(
@@ -224,10 +321,12 @@ async def delete_states(session: AsyncSession, *, provider_id: uuid.UUID) -> Non
 
 
 async def purge_stale_states(session: AsyncSession, *, before: datetime) -> None:
-    """Delete states that expired (or were used) before `before`: they can never match again."""
-    stmt = delete(OAuthState).where(
-        or_(col(OAuthState.expires_at) < before, col(OAuthState.used_at) < before)
-    )
+    """Delete states that expired before `before`: they can never match again.
+
+    Used states go too: a state can only be used before it expires, so one used long ago
+    expired long ago as well. Filtering on `expires_at` alone keeps this an index range scan.
+    """
+    stmt = delete(OAuthState).where(col(OAuthState.expires_at) < before)
     await session.execute(stmt.execution_options(**_NO_SYNC))
 
 

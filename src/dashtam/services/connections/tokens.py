@@ -13,6 +13,10 @@ database transaction is held across the upstream call (on SQLite a transaction h
 write lock): every step is read → call → write, each database step its own short unit of
 work, and every write is a compare-and-swap on the row as it was read, so a slow writer never
 overwrites newer tokens and a row is never half written.
+
+A read is one SELECT of the provider joined to its token row (on PostgreSQL outside any
+transaction); a refresh writes tokens and audit row in one unit of work and answers from what
+it wrote. "Refresh now" reads only under the lock: ownership, status and tokens at once.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from dashtam.core.logging import log_event
 from dashtam.core.observability import metrics
 from dashtam.core.state import AppResources
 from dashtam.core.types import utcnow
-from dashtam.models.provider import ProviderStatus, ProviderToken
+from dashtam.models.provider import ProviderStatus
 from dashtam.providers.base import Provider as ProviderClient
 from dashtam.providers.base import TokenSet
 from dashtam.providers.errors import (
@@ -46,7 +50,7 @@ from dashtam.providers.errors import (
 )
 from dashtam.services.connections import repository as repo
 from dashtam.services.connections.audit import AuditAction, AuditOrigin, AuditOutcome, record
-from dashtam.services.connections.context import providers_of, vault_of
+from dashtam.services.connections.context import providers_of, statement_scope, vault_of
 from dashtam.services.connections.errors import NotConnected, ProviderNotFound, TokenRefreshBusy
 
 logger = logging.getLogger("dashtam.connections.tokens")
@@ -146,38 +150,76 @@ async def store_new_tokens(
     tokens: TokenSet,
     refresh_max_age: timedelta | None,
     now: datetime,
-) -> ProviderToken:
+) -> uuid.UUID:
     """Write the tokens of a fresh interactive login (replacing any older ones).
 
-    The row keeps its id across re-authorizations; the refresh token's absolute expiry starts
-    at this login (Schwab: seven days, never extended by refreshing).
+    Locks the provider's token row (if any) and writes it; see `write_new_tokens`.
+
+    Returns:
+        The token row's id.
     """
-    row = await repo.get_tokens(session, provider_id=provider_id, for_update=True)
-    if row is None:
-        row = ProviderToken(
-            id=uuid.uuid4(), provider_id=provider_id, access_token_encrypted="", key_id=""
-        )
-        session.add(row)
+    row_id = await repo.token_row_id(session, provider_id=provider_id, for_update=True)
+    return await write_new_tokens(
+        session,
+        vault,
+        provider_id=provider_id,
+        row_id=row_id,
+        tokens=tokens,
+        refresh_max_age=refresh_max_age,
+        now=now,
+    )
+
+
+async def write_new_tokens(
+    session: AsyncSession,
+    vault: TokenVault,
+    *,
+    provider_id: uuid.UUID,
+    row_id: uuid.UUID | None,
+    tokens: TokenSet,
+    refresh_max_age: timedelta | None,
+    now: datetime,
+) -> uuid.UUID:
+    """Write a fresh login's tokens into the row the caller locked (or a new row).
+
+    The row keeps its id across re-authorizations; the refresh token's absolute expiry starts
+    at this login (Schwab: seven days, never extended by refreshing). One Core statement, no
+    ORM object: the caller's unit of work commits it.
+
+    Args:
+        row_id: The provider's token row, read with `for_update=True` in this unit of work;
+            None when the provider has none yet (a row is inserted).
+
+    Returns:
+        The token row's id.
+    """
+    target = row_id or uuid.uuid4()
     sealed = seal_tokens(
-        vault, row_id=row.id, access_token=tokens.access_token, refresh_token=tokens.refresh_token
+        vault, row_id=target, access_token=tokens.access_token, refresh_token=tokens.refresh_token
     )
-    row.access_token_encrypted = sealed.access_ciphertext
-    row.refresh_token_encrypted = sealed.refresh_ciphertext
-    row.key_id = sealed.key_id
-    row.token_type = (tokens.token_type or "Bearer")[:32]
-    row.scope = tokens.scope[:255] if tokens.scope else None
-    row.access_expires_at = tokens.access_expires_at
-    row.refresh_expires_at = (
-        tokens.issued_at + refresh_max_age
-        if tokens.refresh_token is not None and refresh_max_age is not None
-        else None
-    )
-    row.issued_at = tokens.issued_at
-    row.refreshed_at = None
-    row.refresh_count = 0
-    row.updated_at = now
-    await session.flush()
-    return row
+    values: dict[str, Any] = {
+        "access_token_encrypted": sealed.access_ciphertext,
+        "refresh_token_encrypted": sealed.refresh_ciphertext,
+        "key_id": sealed.key_id,
+        "token_type": (tokens.token_type or "Bearer")[:32],
+        "scope": tokens.scope[:255] if tokens.scope else None,
+        "access_expires_at": tokens.access_expires_at,
+        "refresh_expires_at": (
+            tokens.issued_at + refresh_max_age
+            if tokens.refresh_token is not None and refresh_max_age is not None
+            else None
+        ),
+        "issued_at": tokens.issued_at,
+        "refreshed_at": None,
+        "refresh_count": 0,
+        "updated_at": now,
+    }
+    if row_id is None:
+        values |= {"id": target, "provider_id": provider_id, "created_at": now}
+        await repo.insert_tokens(session, values=values)
+    else:
+        await repo.update_tokens(session, row_id=row_id, values=values)
+    return target
 
 
 class TokenManager:
@@ -258,12 +300,28 @@ class TokenManager:
         refreshed = await self._refresh_single_flight(provider_id, seen=token, trigger="rejected")
         return await fn(refreshed.access_token)
 
-    async def refresh_now(self, provider_id: uuid.UUID) -> TokenSnapshot:
-        """Refresh the access token now (the "refresh" endpoint); returns the new state."""
-        snapshot = await self._read(provider_id)
-        return await self._refresh_single_flight(
-            provider_id, seen=snapshot.access_token, trigger="manual"
-        )
+    async def refresh_now(
+        self, provider_id: uuid.UUID, *, user_id: uuid.UUID | None = None
+    ) -> TokenSnapshot:
+        """Refresh the access token now (the "refresh" endpoint); returns the new state.
+
+        The row is read once, under the lock: a burst of requests (or a refresh another
+        caller finished while we waited for the lock) is answered from that refresh, because
+        it set `refreshed_at` within the coalescing window.
+
+        Args:
+            provider_id: The provider (connection).
+            user_id: Also require this owner: another user's provider is `ProviderNotFound`.
+
+        Raises:
+            Like `access_token`.
+        """
+        async with self._lock(provider_id):
+            current = await self._read(provider_id, user_id=user_id)
+            if self._just_refreshed(current):
+                # A burst of "refresh now" requests costs the institution one refresh.
+                return current
+            return await self._refresh(current, trigger="manual")
 
     async def snapshot(self, provider_id: uuid.UUID) -> TokenSnapshot:
         """The provider's current tokens, decrypted (raises like `access_token`)."""
@@ -286,9 +344,6 @@ class TokenManager:
                     return current
             elif current.access_token != seen:
                 # Another caller refreshed while we waited: theirs is the token we want.
-                return current
-            elif trigger == "manual" and self._just_refreshed(current):
-                # A burst of "refresh now" requests costs the institution one refresh.
                 return current
             return await self._refresh(current, trigger=trigger)
 
@@ -329,23 +384,25 @@ class TokenManager:
                 log_event(logger, "provider.token.unlock_failed", logging.WARNING)
 
     # --- steps (each database step is its own short unit of work) -----------------------------
-    async def _read(self, provider_id: uuid.UUID) -> TokenSnapshot:
-        async with session_scope(self._resources.session_factory) as session:
-            provider = await repo.get_provider(session, provider_id=provider_id)
-            if provider is None:
-                raise ProviderNotFound()
-            if provider.status == ProviderStatus.REAUTH_REQUIRED:
-                raise ReauthRequired(provider=provider.provider_key, reason="reauth_required")
-            row = await repo.get_tokens(session, provider_id=provider_id)
-            if row is None or provider.status in (
-                ProviderStatus.PENDING,
-                ProviderStatus.DISCONNECTED,
-            ):
-                raise NotConnected()
-            user_id, key, status = provider.user_id, provider.provider_key, provider.status
-            connected_at = provider.connected_at
+    async def _read(
+        self, provider_id: uuid.UUID, *, user_id: uuid.UUID | None = None
+    ) -> TokenSnapshot:
+        """The provider and its tokens in one SELECT, decrypted.
+
+        On PostgreSQL the SELECT runs outside any transaction (one round trip); the writes
+        that follow compare-and-swap on what it read, so no lock or transaction is needed.
+        """
+        async with statement_scope(self._resources) as session:
+            row = await repo.read_connection(session, provider_id=provider_id, user_id=user_id)
+        if row is None:
+            raise ProviderNotFound()
+        owner, key, status = row.user_id, row.provider_key, row.status
+        if status == ProviderStatus.REAUTH_REQUIRED:
+            raise ReauthRequired(provider=key, reason="reauth_required")
+        if row.token_id is None or status in (ProviderStatus.PENDING, ProviderStatus.DISCONNECTED):
+            raise NotConnected()
         vault = vault_of(self._resources)
-        bound = str(row.id)
+        bound = str(row.token_id)
         try:
             access = vault.decrypt(
                 row.access_token_encrypted, table=TOKENS_TABLE, column=ACCESS_COLUMN, row_id=bound
@@ -371,7 +428,7 @@ class TokenManager:
             )
             await self._mark_reauth_required(
                 provider_id,
-                user_id,
+                owner,
                 key,
                 expected=row.access_token_encrypted,
                 reason="stored_tokens_unreadable",
@@ -379,10 +436,10 @@ class TokenManager:
             raise ReauthRequired(provider=key, reason="stored_tokens_unreadable") from exc
         return TokenSnapshot(
             provider_id=provider_id,
-            user_id=user_id,
+            user_id=owner,
             provider_key=key,
             status=status,
-            row_id=row.id,
+            row_id=row.token_id,
             access_token=access,
             refresh_token=refresh,
             access_ciphertext=row.access_token_encrypted,
@@ -391,7 +448,7 @@ class TokenManager:
             scope=row.scope,
             refresh_count=row.refresh_count,
             refreshed_at=row.refreshed_at,
-            connected_at=connected_at,
+            connected_at=row.connected_at,
         )
 
     def _client(self, key: str) -> ProviderClient:
