@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from dashtam.core.tokens import AccessTokenClaims
 from dashtam.services.auth.repository import AnyRow
@@ -35,6 +37,11 @@ class UserProfile:
     def email_verified(self) -> bool:
         """True once the email address has been verified."""
         return self.email_verified_at is not None
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> UserProfile:
+        """Build from the profile columns by name (`repository.read_profile`)."""
+        return cls(**values)
 
     @classmethod
     def from_row(cls, row: AnyRow) -> UserProfile:

@@ -10,12 +10,10 @@ from dashtam.services.auth import repository
 from dashtam.services.auth.principal import UserProfile
 
 
-async def load_profile(
-    executor: AsyncSession | AsyncConnection, *, user_id: uuid.UUID
-) -> UserProfile | None:
+async def load_profile(connection: AsyncConnection, *, user_id: uuid.UUID) -> UserProfile | None:
     """One SELECT of the profile columns; None when the user no longer exists."""
-    row = await repository.get_profile(executor, user_id=user_id)
-    return UserProfile.from_row(row) if row is not None else None
+    values = await repository.read_profile(connection, user_id=user_id)
+    return UserProfile.from_mapping(values) if values is not None else None
 
 
 async def rename(session: AsyncSession, *, user_id: uuid.UUID, name: str) -> UserProfile | None:
