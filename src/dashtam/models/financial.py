@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import StrEnum
+from json.encoder import encode_basestring as _quote
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Column, Date, Index, UniqueConstraint, text
@@ -389,7 +390,46 @@ def transaction_content_hash(row: TransactionData) -> str:
 
     Independent of the payload's key order and of the order of its transfer items (the mapping
     reduces those to fields first); decimals are compared at storage precision and times in UTC.
+
+    The digest is SHA-256 of `json.dumps(fields, sort_keys=True, separators=(",", ":"),
+    ensure_ascii=False)`. That text is assembled directly (keys in sorted order, each string
+    quoted by json's own C escaper): the same bytes, at a fraction of the cost of building and
+    sorting a dict per row. Anything unexpected (a non-string field) takes the general path.
     """
+    try:
+        encoded = (
+            f'{{"amount":{_json_text(_canonical_decimal(row.amount))}'
+            f',"currency":{_json_text(row.currency)}'
+            f',"description":{_json_text(row.description)}'
+            f',"external_id":{_json_text(row.external_id)}'
+            f',"fees":{_json_text(_canonical_decimal(row.fees))}'
+            f',"posted_at":{_json_text(row.posted_at.astimezone(UTC).isoformat())}'
+            f',"price":{_json_text(_canonical_decimal(row.price))}'
+            f',"quantity":{_json_text(_canonical_decimal(row.quantity))}'
+            f',"settlement_date":{_json_text(_iso_date(row.settlement_date))}'
+            f',"status":{_json_text(str(row.status))}'
+            f',"subtype":{_json_text(row.subtype)}'
+            f',"symbol":{_json_text(row.symbol)}'
+            f',"trade_date":{_json_text(_iso_date(row.trade_date))}'
+            f',"type":{_json_text(str(row.type))}}}'
+        )
+    except TypeError:
+        encoded = _canonical_json(row)
+    return hashlib.sha256(encoded.encode()).hexdigest()
+
+
+def _json_text(value: str | None) -> str:
+    # `encode_basestring` is what `json.dumps(..., ensure_ascii=False)` quotes strings with;
+    # it raises TypeError for a non-string, which sends the row down the general path.
+    return "null" if value is None else _quote(value)
+
+
+def _iso_date(value: date | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _canonical_json(row: TransactionData) -> str:
+    """The canonical text by the general route (the definition the fast path reproduces)."""
     canonical = {
         "external_id": row.external_id,
         "posted_at": row.posted_at.astimezone(UTC).isoformat(),
@@ -406,5 +446,4 @@ def transaction_content_hash(row: TransactionData) -> str:
         "price": _canonical_decimal(row.price),
         "fees": _canonical_decimal(row.fees),
     }
-    encoded = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(encoded.encode()).hexdigest()
+    return json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

@@ -613,7 +613,9 @@ def map_transaction(payload: Mapping[str, Any]) -> TransactionData:
         quantity=quantity,
         price=price,
         fees=_fees(items),
-        raw=json_safe(payload),
+        # The payload itself, not a JSON-safe copy: it is already our own scrubbed copy, and
+        # the store serialises it once (decimals as exact strings) when it writes the row.
+        raw=payload if type(payload) is dict else dict(payload),
     )
 
 

@@ -87,13 +87,15 @@ def _collect_numbers(payload: Any, found: set[str]) -> None:
 class _Scrubber:
     """One payload's masking rules, applied in a single copying walk.
 
-    Every string is checked against the known numbers with plain substring tests (there are a
-    handful of numbers, so this beats a regex alternation per string), and `description`-like
-    strings also get the digit-run mask. The walk dispatches on exact types first because the
-    decoded payloads are plain `dict`/`list`/`str` trees.
+    Each object is copied whole in C (`dict.copy`) and only the members that change are
+    replaced: strings that contain a known number or sit under a free-text member, nested
+    objects and arrays (copied in turn), and the `accountNumber` member. A string is tested
+    with one substring check when the payload has one known number (the usual case) or one
+    regex search otherwise. The walk dispatches on exact types first because the decoded
+    payloads are plain `dict`/`list`/`str` trees.
     """
 
-    __slots__ = ("account_hash", "hashes", "numbers")
+    __slots__ = ("account_hash", "hashes", "numbers", "pattern", "single")
 
     def __init__(
         self, numbers: list[str], hashes: Mapping[str, str], account_hash: str | None
@@ -101,6 +103,11 @@ class _Scrubber:
         self.numbers = numbers
         self.hashes = hashes
         self.account_hash = account_hash
+        # How a string is checked for a known number: one `in` test, or one regex search.
+        self.single = numbers[0] if len(numbers) == 1 else None
+        self.pattern = (
+            re.compile("|".join(re.escape(n) for n in numbers)) if len(numbers) > 1 else None
+        )
 
     def text(self, text: str, free_text: bool) -> str:
         """`text` with known numbers (and, in free text, long digit runs) masked."""
@@ -111,43 +118,57 @@ class _Scrubber:
             text = _DIGIT_RUN.sub(_mask_match, text)
         return text
 
+    def _hit(self, text: str) -> bool:
+        single = self.single
+        if single is not None:
+            return single in text
+        pattern = self.pattern
+        return pattern is not None and pattern.search(text) is not None
+
     def mapping(self, value: Mapping[str, Any]) -> dict[str, Any]:
         """A scrubbed copy of one object."""
-        out: dict[str, Any] = {}
+        out: dict[str, Any] = value.copy() if type(value) is dict else dict(value)
+        single, pattern = self.single, self.pattern
         for key, item in value.items():
             kind = type(item)
-            if key == "accountNumber" and isinstance(item, str | int):
-                number = str(item)
-                out["accountNumberLast4"] = last4(number)
-                resolved = self.account_hash or self.hashes.get(number)
-                if resolved is not None:
-                    out.setdefault("accountHash", resolved)
-            elif kind is str:
-                out[key] = self.text(item, key in _FREE_TEXT_KEYS)
+            if kind is str:
+                free = key in _FREE_TEXT_KEYS
+                if (
+                    free
+                    or (single is not None and single in item)
+                    or (pattern is not None and pattern.search(item) is not None)
+                ):
+                    out[key] = self.text(item, free)
             elif kind is dict:
                 out[key] = self.mapping(item)
             elif kind is list:
                 out[key] = self.sequence(item, key)
-            elif kind is int or kind is Decimal or item is None or kind is bool:
-                out[key] = item
-            else:
+            elif not (kind is int or kind is Decimal or item is None or kind is bool):
                 out[key] = self.any(item, key)
+        number = value.get("accountNumber")
+        if isinstance(number, str | int):
+            # Replaced by its last four (and the account's hash); the members move to the end
+            # of the object, whose member order carries no meaning.
+            del out["accountNumber"]
+            out["accountNumberLast4"] = last4(str(number))
+            resolved = self.account_hash or self.hashes.get(str(number))
+            if resolved is not None:
+                out.setdefault("accountHash", resolved)
         return out
 
     def sequence(self, value: list[Any], key: str | None) -> list[Any]:
         """A scrubbed copy of one array (its items inherit the array's member name)."""
-        out: list[Any] = []
-        append = out.append
-        for item in value:
+        out = value.copy()
+        free = key in _FREE_TEXT_KEYS
+        for index, item in enumerate(value):
             kind = type(item)
             if kind is dict:
-                append(self.mapping(item))
+                out[index] = self.mapping(item)
             elif kind is str:
-                append(self.text(item, key in _FREE_TEXT_KEYS))
-            elif kind is int or kind is Decimal or item is None or kind is bool:
-                append(item)
-            else:
-                append(self.any(item, key))
+                if free or self._hit(item):
+                    out[index] = self.text(item, free)
+            elif not (kind is int or kind is Decimal or item is None or kind is bool):
+                out[index] = self.any(item, key)
         return out
 
     def any(self, value: Any, key: str | None) -> Any:
