@@ -10,22 +10,27 @@ else's concern) can change without breaking these.
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event, update
+from sqlalchemy import event, select, update
+from sqlmodel import col
 
 from dashtam.core.types import utcnow
-from dashtam.models.provider import OAuthState
+from dashtam.models.provider import OAuthState, Provider, ProviderToken
+from dashtam.services.connections import repository as repo
+from dashtam.services.connections.audit import AuditAction, audit_values
+from dashtam.services.connections.context import statement_scope
 from dashtam.services.sync import runs
 from tests.integration.connections.harness import API, Rig
 
 #: Tables whose statements these tests count.
 _OURS = re.compile(r"\b(providers|provider_tokens|provider_audit_logs|oauth_states|sync_runs)\b")
-_VERB = re.compile(r"^\s*(SELECT|INSERT|UPDATE|DELETE|SAVEPOINT|RELEASE)", re.IGNORECASE)
+_VERB = re.compile(r"^\s*(SELECT|INSERT|UPDATE|DELETE|SAVEPOINT|RELEASE|WITH)", re.IGNORECASE)
 _TARGET = re.compile(r"\b(?:FROM|INTO|UPDATE)\s+(\w+)", re.IGNORECASE)
 
 
@@ -37,6 +42,10 @@ def _label(statement: str) -> str | None:
     name = verb.group(1).upper()
     if name in ("SAVEPOINT", "RELEASE"):
         return name
+    if name == "WITH":
+        # One statement doing several writes: name each (`WITH UPDATE a + INSERT b`).
+        writes = re.findall(r"\b(UPDATE|INSERT INTO)\s+(\w+)", statement, re.IGNORECASE)
+        return "WITH " + " + ".join(f"{verb.split()[0].upper()} {table}" for verb, table in writes)
     if not _OURS.search(statement):
         return None
     target = _TARGET.search(statement)
@@ -62,7 +71,9 @@ def recording(rig: Rig) -> Iterator[list[str]]:
 
 
 class TestRefreshNow:
-    async def test_reads_once_and_writes_tokens_and_audit_together(self, connections: Rig) -> None:
+    async def test_reads_once_and_writes_tokens_and_audit_together(
+        self, connections: Rig, backend_name: str
+    ) -> None:
         who = await connections.login()
         provider_id = await connections.connect(who)
 
@@ -72,11 +83,14 @@ class TestRefreshNow:
             )
 
         assert response.status_code == 200, response.text
-        assert statements == [
-            "SELECT providers",  # ownership, status and tokens in one read, under the lock
-            "UPDATE provider_tokens",  # compare-and-swap
-            "INSERT provider_audit_logs",
-        ]
+        # Ownership, status and tokens in one read under the lock; then the compare-and-swap
+        # with its audit row: one statement on PostgreSQL, one unit of work on SQLite.
+        writes = (
+            ["WITH UPDATE provider_tokens + INSERT provider_audit_logs"]
+            if backend_name == "postgresql"
+            else ["UPDATE provider_tokens", "INSERT provider_audit_logs"]
+        )
+        assert statements == ["SELECT providers", *writes]
 
     async def test_answer_is_what_is_stored(self, connections: Rig) -> None:
         who = await connections.login()
@@ -183,3 +197,59 @@ class TestStart:
         await connections.start(who, provider_id)
         live = await connections.sql("SELECT expires_at FROM oauth_states")
         assert len(live) == 2  # the stale one is gone, the two recent ones stay
+
+
+class TestSwapWithAudit:
+    """The refresh write: everything or nothing, on both backends."""
+
+    async def test_rotation_writes_both_audit_rows(self, connections: Rig) -> None:
+        who = await connections.login()
+        provider_id = await connections.connect(who)
+        await connections.refresh_mode("rotate")
+
+        response = await connections.api.patch(
+            f"{API}/providers/{provider_id}/authorization", headers=who.headers
+        )
+
+        assert response.status_code == 200, response.text
+        rows = await connections.sql(
+            "SELECT action, ip_address, request_id FROM provider_audit_logs "
+            "WHERE action LIKE 'token.%' ORDER BY action"
+        )
+        assert [row["action"] for row in rows] == ["token.refreshed", "token.rotated"]
+        assert {row["ip_address"] for row in rows} == {"203.0.113.10"}
+        assert {row["request_id"] for row in rows} == {response.headers["x-request-id"]}
+
+    async def test_a_lost_race_writes_nothing(self, connections: Rig) -> None:
+        who = await connections.login()
+        provider_id = uuid.UUID(await connections.connect(who))
+        async with connections.resources.engine.begin() as conn:
+            await conn.execute(
+                update(Provider).where(col(Provider.id) == provider_id).values(status="error")
+            )
+            token_id = (await conn.execute(select(col(ProviderToken.id)))).scalar_one()
+        audit = audit_values(
+            provider_id=provider_id, user_id=who.user.id, action=AuditAction.TOKEN_REFRESHED
+        )
+
+        async with statement_scope(connections.resources) as session:
+            swapped = await repo.swap_tokens_with_audit(
+                session,
+                row_id=token_id,
+                expected_access_ciphertext="v1.t1.not-what-is-stored",
+                values={"refresh_count": 99},
+                audit_rows=[audit],
+                activate=(provider_id, utcnow()),
+            )
+
+        assert swapped is False
+        assert (
+            await connections.sql(
+                "SELECT id FROM provider_audit_logs WHERE action = 'token.refreshed'"
+            )
+            == []
+        )
+        assert await connections.sql("SELECT refresh_count FROM provider_tokens") == [
+            {"refresh_count": 0}
+        ]
+        assert await connections.sql("SELECT status FROM providers") == [{"status": "error"}]

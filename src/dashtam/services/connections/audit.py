@@ -82,6 +82,34 @@ def safe_details(details: Mapping[str, Any] | None) -> dict[str, Any]:
     return cleaned
 
 
+def audit_values(
+    *,
+    provider_id: uuid.UUID,
+    user_id: uuid.UUID,
+    action: AuditAction,
+    outcome: AuditOutcome = AuditOutcome.SUCCESS,
+    origin: AuditOrigin | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One audit row as column values (details made safe), for a Core `INSERT`.
+
+    Call `log_recorded` once the row is written (`record` does both).
+    """
+    origin = origin or AuditOrigin()
+    values: dict[str, Any] = {
+        "id": uuid.uuid4(),
+        "provider_id": provider_id,
+        "user_id": user_id,
+        "action": action.value,
+        "outcome": outcome.value,
+        "details": safe_details(details),
+        "ip_address": origin.ip_address,
+        "request_id": origin.request_id,
+        "created_at": utcnow(),
+    }
+    return values
+
+
 def record(
     session: AsyncSession,
     *,
@@ -93,27 +121,31 @@ def record(
     details: Mapping[str, Any] | None = None,
 ) -> ProviderAuditLog:
     """Add an audit row to the current unit of work (it commits with the change)."""
-    origin = origin or AuditOrigin()
-    row = ProviderAuditLog(
+    values = audit_values(
         provider_id=provider_id,
         user_id=user_id,
-        action=action.value,
-        outcome=outcome.value,
-        details=safe_details(details),
-        ip_address=origin.ip_address,
-        request_id=origin.request_id,
-        created_at=utcnow(),
+        action=action,
+        outcome=outcome,
+        origin=origin,
+        details=details,
     )
+    row = ProviderAuditLog(**values)
     session.add(row)
+    log_recorded(values)
+    return row
+
+
+def log_recorded(values: Mapping[str, Any]) -> None:
+    """Log an audit row (made by `audit_values`) as the structured event `record` logs."""
+    success = values["outcome"] == AuditOutcome.SUCCESS.value
     log_event(
         logger,
-        f"provider.audit.{action.value}",
-        logging.INFO if outcome is AuditOutcome.SUCCESS else logging.WARNING,
-        provider_id=str(provider_id),
-        outcome=outcome.value,
-        **{f"detail_{k}": v for k, v in row.details.items()},
+        f"provider.audit.{values['action']}",
+        logging.INFO if success else logging.WARNING,
+        provider_id=str(values["provider_id"]),
+        outcome=values["outcome"],
+        **{f"detail_{k}": v for k, v in values["details"].items()},
     )
-    return row
 
 
 async def record_detached(

@@ -13,7 +13,18 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, func, insert, select, tuple_, update
+from sqlalchemy import (
+    Row,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    tuple_,
+    union_all,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -249,6 +260,82 @@ async def update_tokens_if_unchanged(
     )
     result = await session.execute(stmt.execution_options(**_NO_SYNC))
     return result.scalar_one_or_none() is not None
+
+
+async def swap_tokens_with_audit(
+    session: AsyncSession,
+    *,
+    row_id: uuid.UUID,
+    expected_access_ciphertext: str,
+    values: dict[str, Any],
+    audit_rows: Sequence[dict[str, Any]],
+    activate: tuple[uuid.UUID, datetime] | None = None,
+) -> bool:
+    """`update_tokens_if_unchanged`, plus its audit rows (and status) only if it swapped.
+
+    PostgreSQL: one statement (the swap and the status change as data-modifying CTEs, the
+    audit rows inserted only when the swap returned a row), atomic on its own, so it needs
+    no BEGIN/COMMIT round trips. Elsewhere (SQLite): the same writes one after the other;
+    the caller's unit of work makes them atomic.
+
+    Args:
+        audit_rows: Column values of the audit rows (`audit.audit_values`), at least one.
+        activate: `(provider id, now)` to also set the provider `active` with no error.
+
+    Returns:
+        True when the row was swapped (and everything else written); False when another
+        writer got there first (nothing written).
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        swapped = await update_tokens_if_unchanged(
+            session,
+            row_id=row_id,
+            expected_access_ciphertext=expected_access_ciphertext,
+            values=values,
+        )
+        if swapped:
+            if activate is not None:
+                await set_provider_status(
+                    session,
+                    provider_id=activate[0],
+                    status=ProviderStatus.ACTIVE.value,
+                    last_error=None,
+                    now=activate[1],
+                )
+            await session.execute(insert(ProviderAuditLog), list(audit_rows))
+        return swapped
+    swap = (
+        update(ProviderToken)
+        .where(
+            col(ProviderToken.id) == row_id,
+            col(ProviderToken.access_token_encrypted) == expected_access_ciphertext,
+        )
+        .values(**values)
+        .returning(col(ProviderToken.id))
+        .cte("swapped")
+    )
+    did_swap = exists(select(swap.c.id))
+    table = ProviderAuditLog.__table__  # type: ignore[attr-defined]
+    names = list(audit_rows[0])
+    rows = [
+        select(*(literal(row[name], type_=table.c[name].type) for name in names)).where(did_swap)
+        for row in audit_rows
+    ]
+    stmt = (
+        insert(ProviderAuditLog)
+        .from_select(names, rows[0] if len(rows) == 1 else union_all(*rows))
+        .returning(col(ProviderAuditLog.id))
+    )
+    if activate is not None:
+        activated = (
+            update(Provider)
+            .where(col(Provider.id) == activate[0], did_swap)
+            .values(status=ProviderStatus.ACTIVE.value, last_error=None, updated_at=activate[1])
+            .cte("activated")
+        )
+        stmt = stmt.add_cte(activated)
+    result = await session.execute(stmt.execution_options(**_NO_SYNC))
+    return len(result.all()) > 0
 
 
 async def delete_tokens(session: AsyncSession, *, provider_id: uuid.UUID) -> int:

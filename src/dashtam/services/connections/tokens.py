@@ -49,7 +49,14 @@ from dashtam.providers.errors import (
     ReauthRequired,
 )
 from dashtam.services.connections import repository as repo
-from dashtam.services.connections.audit import AuditAction, AuditOrigin, AuditOutcome, record
+from dashtam.services.connections.audit import (
+    AuditAction,
+    AuditOrigin,
+    AuditOutcome,
+    audit_values,
+    log_recorded,
+    record,
+)
 from dashtam.services.connections.context import providers_of, statement_scope, vault_of
 from dashtam.services.connections.errors import NotConnected, ProviderNotFound, TokenRefreshBusy
 
@@ -515,26 +522,22 @@ class TokenManager:
             "refresh_count": count,
             "updated_at": now,
         }
-        async with session_scope(self._resources.session_factory) as session:
-            swapped = await repo.update_tokens_if_unchanged(
+        details = {"trigger": trigger, "rotation_outcome": outcome, "refresh_count": count}
+        actions = [AuditAction.TOKEN_REFRESHED]
+        if outcome == "rotated":
+            actions.append(AuditAction.TOKEN_ROTATED)
+        audit_rows = [self._audit_values(snapshot, action, details=details) for action in actions]
+        activate = (snapshot.provider_id, now) if snapshot.status != ProviderStatus.ACTIVE else None
+        # One statement on PostgreSQL (no transaction to open); a unit of work on SQLite.
+        async with statement_scope(self._resources) as session:
+            swapped = await repo.swap_tokens_with_audit(
                 session,
                 row_id=snapshot.row_id,
                 expected_access_ciphertext=snapshot.access_ciphertext,
                 values=values,
+                audit_rows=audit_rows,
+                activate=activate,
             )
-            if swapped:
-                if snapshot.status != ProviderStatus.ACTIVE:
-                    await repo.set_provider_status(
-                        session,
-                        provider_id=snapshot.provider_id,
-                        status=ProviderStatus.ACTIVE.value,
-                        last_error=None,
-                        now=now,
-                    )
-                details = {"trigger": trigger, "rotation_outcome": outcome, "refresh_count": count}
-                self._audit(session, snapshot, AuditAction.TOKEN_REFRESHED, details=details)
-                if outcome == "rotated":
-                    self._audit(session, snapshot, AuditAction.TOKEN_ROTATED, details=details)
         if not swapped:
             log_event(
                 logger,
@@ -544,6 +547,8 @@ class TokenManager:
             )
             metrics.token_refresh("superseded", provider=snapshot.provider_key)
             return await self._read(snapshot.provider_id)
+        for row in audit_rows:
+            log_recorded(row)
         log_event(
             logger,
             "provider.token.refreshed",
@@ -634,6 +639,21 @@ class TokenManager:
                     "reason": exc.reason,
                 },
             )
+
+    def _audit_values(
+        self,
+        snapshot: TokenSnapshot,
+        action: AuditAction,
+        *,
+        details: dict[str, Any],
+    ) -> dict[str, Any]:
+        return audit_values(
+            provider_id=snapshot.provider_id,
+            user_id=snapshot.user_id,
+            action=action,
+            origin=self._origin,
+            details=details,
+        )
 
     def _audit(
         self,
