@@ -23,6 +23,8 @@ FaultKind = Literal["status", "latency", "malformed", "drop"]
 TokenAction = Literal["expire-access", "revoke-refresh", "expire-refresh"]
 
 CODE_TTL = timedelta(seconds=30)
+#: Expired codes are forgotten this long after they expire.
+CODE_RETENTION = timedelta(minutes=5)
 ACCESS_TTL = timedelta(minutes=30)
 REFRESH_TTL = timedelta(days=7)
 RATE_WINDOW_SECONDS = 60.0
@@ -144,6 +146,9 @@ class TokenStore:
         self.codes: dict[str, AuthCode] = {}
         self.access: dict[str, AccessGrant] = {}
         self.refresh: dict[str, RefreshGrant] = {}
+        #: Refresh tokens issued per (username, client id) since its last login, so a login
+        #: kills its predecessors without scanning every grant ever issued.
+        self._families: dict[tuple[str, str], list[str]] = {}
 
     def issue_code(self, username: str, client_id: str, redirect_uri: str, now: datetime) -> str:
         """A fresh single-use code valid for 30 seconds."""
@@ -175,12 +180,12 @@ class TokenStore:
 
     def login(self, username: str, client_id: str, now: datetime) -> tuple[str, str]:
         """Tokens for a completed code exchange; older refresh tokens of the user+app die."""
-        for grant in self.refresh.values():
-            if grant.username == username and grant.client_id == client_id:
-                grant.alive = False
+        for token in self._families.pop((username, client_id), ()):
+            self.refresh[token].alive = False
         access = self._issue_access(username, client_id, now)
         refresh = new_refresh_token()
         self.refresh[refresh] = RefreshGrant(username, client_id, now, now + REFRESH_TTL)
+        self._families[(username, client_id)] = [refresh]
         return access, refresh
 
     def use_refresh(
@@ -210,6 +215,7 @@ class TokenStore:
         self.refresh[rotated] = RefreshGrant(
             grant.username, client_id, grant.login_at, grant.expires_at
         )
+        self._families.setdefault((grant.username, client_id), []).append(rotated)
         return access, rotated
 
     def authenticate(self, token: str, now: datetime) -> AccessGrant | None:
@@ -245,9 +251,17 @@ class TokenStore:
         return token
 
     def _prune(self, now: datetime) -> None:
-        # Keep memory bounded in long dev sessions: dead codes serve no purpose.
-        if len(self.codes) > 1000:
-            self.codes = {k: v for k, v in self.codes.items() if v.expires_at > now}
+        # Keep memory bounded in long dev sessions. Codes are kept in issue order, which is
+        # expiry order (one TTL, a clock that only moves forward), so the dead ones are at
+        # the front: drop them until a younger one, in O(dropped) rather than a full scan.
+        # Expired codes are kept a while so that a late exchange still hears "expired".
+        horizon = now - CODE_RETENTION
+        codes = self.codes
+        while codes:
+            oldest = next(iter(codes))
+            if codes[oldest].expires_at > horizon:
+                break
+            del codes[oldest]
 
 
 @dataclass

@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from dashtam.simulator.state import (
+    CODE_RETENTION,
+    CODE_TTL,
     CodeError,
     Fault,
     FaultBoard,
@@ -62,6 +64,17 @@ class TestCodes:
             store.redeem_code(code, "app", REDIRECT, T0 + timedelta(seconds=30))
         fresh = store.issue_code("demo", "app", REDIRECT, T0)
         store.redeem_code(fresh, "app", REDIRECT, T0 + timedelta(seconds=29))
+
+    def test_long_expired_codes_are_forgotten_without_scanning_live_ones(self) -> None:
+        store = TokenStore()
+        old = store.issue_code("demo", "app", REDIRECT, T0)
+        later = T0 + CODE_TTL + CODE_RETENTION
+        recent = store.issue_code("demo", "app", REDIRECT, later - timedelta(seconds=1))
+        store.issue_code("demo", "app", REDIRECT, later)
+        assert old not in store.codes
+        assert recent in store.codes
+        with pytest.raises(CodeError, match="expired"):
+            store.redeem_code(recent, "app", REDIRECT, later + CODE_TTL)
 
     @pytest.mark.parametrize(
         ("client", "redirect"),
@@ -123,6 +136,16 @@ class TestTokens:
             store.use_refresh(old, "app", T0, "same")
         store.use_refresh(new, "app", T0, "same")
         store.use_refresh(whale, "app", T0, "same")
+
+    def test_new_login_also_kills_the_rotated_successors(self) -> None:
+        store = TokenStore()
+        _, first = logged_in(store)
+        _, rotated = store.use_refresh(first, "app", T0, "rotate")
+        assert rotated is not None
+        _, new = logged_in(store)
+        with pytest.raises(RefreshError):
+            store.use_refresh(rotated, "app", T0, "same")
+        store.use_refresh(new, "app", T0, "same")
 
     def test_control_actions(self) -> None:
         store = TokenStore()
