@@ -32,6 +32,7 @@ from dashtam.providers.schwab.mapping import (
     map_accounts,
     map_transaction,
     map_transactions,
+    oldest_transaction_time,
     parse_time,
     preference_index,
 )
@@ -193,7 +194,20 @@ class TestParseTime:
     def test_a_bare_date_is_midnight_utc(self) -> None:
         assert parse_time("2025-03-20") == datetime(2025, 3, 20, tzinfo=UTC)
 
-    @pytest.mark.parametrize("value", ["yesterday", "2025-13-01T00:00:00Z", "", 1710426667, None])
+    @pytest.mark.parametrize(
+        "value",
+        [
+            "yesterday",
+            "2025-13-01T00:00:00Z",
+            "",
+            1710426667,
+            None,
+            # Schwab's exact shape (parsed by the fast path) with impossible or foreign parts.
+            "2025-02-30T11:39:15+0000",
+            "2025-06-16T24:00:00+0000",
+            "2025-06-16T11:3a:15+0000",
+        ],
+    )
     def test_garbage_is_a_mapping_error(self, value: Any) -> None:
         with pytest.raises(MappingError):
             parse_time(value)
@@ -349,6 +363,19 @@ class TestMapTransaction:
             [transaction(DEPOSIT), transaction(DEPOSIT, netAmount=Decimal("5001"))]
         )
         assert [r.amount for r in rows] == [Decimal("5001")]
+
+
+class TestOldestTransactionTime:
+    def test_earliest_readable_time_wins_and_unreadable_ones_are_skipped(self) -> None:
+        payloads = [
+            {"time": "2025-03-14T14:31:07+0000"},
+            {"time": "not a time"},
+            {"tradeDate": "2025-03-13T00:00:00+0000"},
+            {"time": "2025-03-14T09:00:00-05:00"},
+            {},
+        ]
+        assert oldest_transaction_time(payloads) == datetime(2025, 3, 13, tzinfo=UTC)
+        assert oldest_transaction_time([{"time": None}]) is None
 
 
 class TestContentHash:

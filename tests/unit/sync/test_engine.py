@@ -30,6 +30,9 @@ class CountingNormaliser:
     ) -> list[AccountSnapshot]:
         raise NotImplementedError
 
+    def oldest_time(self, payloads: Sequence[Mapping[str, Any]]) -> datetime | None:
+        return AT if payloads else None
+
     def transactions(self, payloads: Sequence[Mapping[str, Any]]) -> list[TransactionData]:
         self.calls.append(len(payloads))
         by_id: dict[str, TransactionData] = {}

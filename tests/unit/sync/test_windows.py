@@ -52,8 +52,13 @@ class TestHistoryStart:
         )
 
 
-def walk(times: list[int], start: int, end: int, max_window: int, cap: int) -> tuple[set[int], int]:
-    """Drive a walker against a fake institution that truncates at `cap` (newest kept)."""
+def walk(
+    times: list[int], start: int, end: int, max_window: int, cap: int, *, oldest: bool = False
+) -> tuple[set[int], int]:
+    """Drive a walker against a fake institution that truncates at `cap` (newest kept).
+
+    With `oldest`, a full reply tells the walker the time of its oldest row.
+    """
     base = datetime(2020, 1, 1, tzinfo=UTC)
     walker = WindowWalker(
         start=base + timedelta(seconds=start),
@@ -70,7 +75,7 @@ def walk(times: list[int], start: int, end: int, max_window: int, cap: int) -> t
         assert 0 < hi - lo <= max_window or hi == lo
         rows = sorted((t for t in times if lo <= t <= hi), reverse=True)[:cap]
         if len(rows) >= cap and walker.can_split(window):
-            walker.full(window)
+            walker.full(window, base + timedelta(seconds=rows[-1]) if oldest else None)
             continue
         got.update(rows)
         walker.done(window, len(rows))
@@ -107,6 +112,32 @@ class TestWindowWalker:
                 kept.append(t)
         got, _ = walk(kept, 0, 5000, max_window=max_window, cap=cap)
         assert got == set(kept)
+        got, _ = walk(kept, 0, 5000, max_window=max_window, cap=cap, oldest=True)
+        assert got == set(kept)
+
+    def test_a_full_reply_sizes_the_refetch_from_its_oldest_row(self) -> None:
+        # One row a second, cap 100, a 10,000 s window: halving needs 7 discarded full
+        # replies before the first complete one; the oldest row's time needs one.
+        times = list(range(0, 10_000))
+        halving = walk(times, 0, 9_999, max_window=10_000, cap=100)
+        sized = walk(times, 0, 9_999, max_window=10_000, cap=100, oldest=True)
+        assert halving[0] == sized[0] == set(times)
+        assert sized[1] < halving[1]
+        end = NOW.replace(microsecond=0)
+        walker = WindowWalker(
+            start=end - timedelta(seconds=10_000),
+            end=end,
+            max_window=timedelta(seconds=10_000),
+            max_rows=100,
+        )
+        window = walker.next()
+        assert window is not None
+        walker.full(window, end - timedelta(seconds=99))
+        lo, hi = walker.next() or window
+        assert hi == end and (hi - lo) == timedelta(seconds=79)  # 80 % of what held 100 rows
+        # An oldest row outside the window (or at its start) is no information: halve.
+        walker.full((lo, hi), end - timedelta(days=1))
+        assert walker.width == timedelta(seconds=39)
 
     def test_windows_are_sized_for_a_high_fill_without_coming_back_full(self) -> None:
         # Uniform density (one row every 10 s), cap 300: after the first complete window the

@@ -13,6 +13,7 @@ number, and the single-transaction endpoint's one-element array is unwrapped by 
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -112,6 +113,19 @@ def parse_time(value: Any) -> datetime:
     """
     if not isinstance(value, str):
         raise MappingError(f"expected a timestamp string, got {value!r}")
+    if (
+        len(value) == 24
+        and value.endswith("+0000")
+        and value[10] == "T"
+        and value[4] == value[7] == "-"
+        and value[13] == value[16] == ":"
+        and value.isascii()
+    ):
+        # Schwab's own shape (`2025-03-14T14:31:07+0000`), parsed in C. With every separator
+        # in place, `fromisoformat` accepts exactly the digit strings the pattern below does;
+        # anything it refuses takes the general path (and its error).
+        with contextlib.suppress(ValueError):
+            return datetime.fromisoformat(value)
     match = _TIME.match(value.strip())
     if match is None:
         raise MappingError(f"unrecognised timestamp {value!r}")
@@ -473,44 +487,53 @@ def map_accounts(
 # --- transactions ----------------------------------------------------------------------------
 
 
-def _is_cash_leg(item: Mapping[str, Any]) -> bool:
-    return str(_mapping(item.get("instrument")).get("assetType", "")).upper() == "CURRENCY"
+_CURRENCY_CODE = re.compile(r"[A-Z]{3}")
 
 
-def _currency(items: Sequence[Mapping[str, Any]]) -> str:
+def _rank(item: Mapping[str, Any]) -> tuple[Decimal, bool, str]:
+    """Order of security legs: |amount|, then priced, then symbol (stable under reordering)."""
+    amount = decimal_or_none(item.get("amount")) or Decimal(0)
+    symbol = _mapping(item.get("instrument")).get("symbol")
+    return (abs(amount), item.get("price") is not None, str(symbol or ""))
+
+
+def _legs(items: Sequence[Mapping[str, Any]]) -> tuple[str, Mapping[str, Any] | None, Decimal]:
+    """What the transfer items say, in one pass: (currency, security leg, fees).
+
+    * currency: from the first cash leg whose symbol is `CURRENCY_<ISO code>` (default USD);
+    * security leg: among the legs that are neither cash nor fees, the one with the largest
+      |amount| (deterministic under reordering), or None;
+    * fees: paid as a positive number, minus the sum of the fee legs' cash effect (`cost`, or
+      minus `amount` without one).
+    """
+    currency: str | None = None
+    legs: list[Mapping[str, Any]] = []
+    fee_total = Decimal(0)
     for item in items:
-        symbol = _mapping(item.get("instrument")).get("symbol")
-        if _is_cash_leg(item) and isinstance(symbol, str) and symbol.startswith("CURRENCY_"):
-            code = symbol.removeprefix("CURRENCY_").upper()
-            if re.fullmatch(r"[A-Z]{3}", code):
-                return code
-    return DEFAULT_CURRENCY
-
-
-def _security_leg(items: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
-    """The leg that moved a security: the largest |amount| (deterministic under reordering)."""
-    legs = [i for i in items if not _is_cash_leg(i) and not i.get("feeType")]
-    if not legs:
-        return None
-
-    def rank(item: Mapping[str, Any]) -> tuple[Decimal, bool, str]:
-        amount = decimal_or_none(item.get("amount")) or Decimal(0)
-        symbol = _mapping(item.get("instrument")).get("symbol")
-        return (abs(amount), item.get("price") is not None, str(symbol or ""))
-
-    return max(legs, key=rank)
-
-
-def _fees(items: Sequence[Mapping[str, Any]]) -> Decimal:
-    """Fees paid as a positive number: minus the sum of the fee legs' cash effect."""
-    total = Decimal(0)
-    for item in items:
+        instrument = item.get("instrument")
+        if type(instrument) is not dict:
+            instrument = _mapping(instrument)
+        cash = str(instrument.get("assetType", "")).upper() == "CURRENCY"
         if item.get("feeType"):
             cost = decimal_or_none(item.get("cost"))
             if cost is None:
                 cost = -(decimal_or_none(item.get("amount")) or Decimal(0))
-            total += cost
-    return -total if total else Decimal(0)
+            fee_total += cost
+        elif not cash:
+            legs.append(item)
+        if cash and currency is None:
+            symbol = instrument.get("symbol")
+            if isinstance(symbol, str) and symbol.startswith("CURRENCY_"):
+                code = symbol.removeprefix("CURRENCY_").upper()
+                if _CURRENCY_CODE.fullmatch(code):
+                    currency = code
+    # One leg needs no ranking (its amount is still checked: it becomes the quantity).
+    leg = max(legs, key=_rank) if len(legs) > 1 else legs[0] if legs else None
+    return currency or DEFAULT_CURRENCY, leg, (-fee_total if fee_total else Decimal(0))
+
+
+def _is_cash_leg(item: Mapping[str, Any]) -> bool:
+    return str(_mapping(item.get("instrument")).get("assetType", "")).upper() == "CURRENCY"
 
 
 def _fallback_amount(items: Sequence[Mapping[str, Any]]) -> Decimal:
@@ -581,7 +604,7 @@ def map_transaction(payload: Mapping[str, Any]) -> TransactionData:
     amount = decimal_or_none(payload.get("netAmount"))
     if amount is None:
         amount = _fallback_amount(items)
-    leg = _security_leg(items)
+    currency, leg, fees = _legs(items)
     symbol = quantity = price = None
     if leg is not None:
         instrument = _mapping(leg.get("instrument"))
@@ -605,14 +628,14 @@ def map_transaction(payload: Mapping[str, Any]) -> TransactionData:
         subtype=subtype,
         status=status,
         amount=amount,
-        currency=_currency(items),
+        currency=currency,
         trade_date=_date_or_none(payload.get("tradeDate")),
         settlement_date=_date_or_none(payload.get("settlementDate")),
         description=description,
         symbol=symbol,
         quantity=quantity,
         price=price,
-        fees=_fees(items),
+        fees=fees,
         # The payload itself, not a JSON-safe copy: it is already our own scrubbed copy, and
         # the store serialises it once (decimals as exact strings) when it writes the row.
         raw=payload if type(payload) is dict else dict(payload),
@@ -626,6 +649,23 @@ def map_transactions(payloads: Iterable[Mapping[str, Any]]) -> list[TransactionD
         row = map_transaction(payload)
         by_id[row.external_id] = row
     return list(by_id.values())
+
+
+def oldest_transaction_time(payloads: Iterable[Mapping[str, Any]]) -> datetime | None:
+    """The earliest `time` (or `tradeDate`) among transaction payloads; unreadable ones skipped.
+
+    Used to size the next window after a full (possibly truncated) reply, without mapping it.
+    """
+    oldest: datetime | None = None
+    for payload in payloads:
+        value = payload.get("time") or payload.get("tradeDate")
+        try:
+            moment = parse_time(value)
+        except MappingError:
+            continue
+        if oldest is None or moment < oldest:
+            oldest = moment
+    return oldest
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:

@@ -79,6 +79,8 @@ _accounts = Account.__table__  # type: ignore[attr-defined]
 
 #: Rows normalised per step before yielding to the event loop (a few milliseconds of CPU).
 _NORMALISE_CHUNK = 250
+#: Fetched windows that may wait for their write (plus one written and one being fetched).
+_AHEAD = 2
 
 Phase = Literal["accounts", "transactions", "finishing", "done"]
 
@@ -239,11 +241,23 @@ async def _normalise(
 
 
 @dataclass(frozen=True)
+class _Ready:
+    """A fetched, normalised window waiting to be written."""
+
+    window: tuple[datetime, datetime]
+    rows: list[TransactionData]
+    #: Fewer rows than the per-call maximum: the window may remove what did not come back.
+    complete: bool
+
+
+@dataclass(frozen=True)
 class _Fetched:
     """One fetched window: its row count, and its normalised rows unless it must be split."""
 
     count: int
     rows: list[TransactionData] | None
+    #: For a reply that must be split: its oldest row's time (sizes the narrower window).
+    oldest: datetime | None = None
 
 
 @dataclass
@@ -479,22 +493,20 @@ class SyncEngine:
             payloads: list[dict[str, Any]] = await tokens.call(claim.provider_id, call)
             count = len(payloads)
             if count >= walker.max_rows and walker.can_split(window):
-                return _Fetched(count, None)  # will be refetched narrower: do not map it
+                # Refetched narrower: do not map it, only see how far back it reached.
+                return _Fetched(count, None, normaliser.oldest_time(payloads))
             return _Fetched(count, await _normalise(normaliser, payloads))
 
-        # One window runs ahead: while a window is written, the next one is already fetched
-        # and normalised, so the institution's time, the database's time and our CPU overlap.
-        # At most two windows are held at once, and no unit of work waits on the institution.
-        window = walker.next()
-        ahead = asyncio.create_task(fetch(window)) if window is not None else None
-        try:
-            while ahead is not None and window is not None:
-                fetched = await ahead
-                ahead = None
-                lo, hi = window
+        async def produce(queue: asyncio.Queue[_Ready | None]) -> None:
+            # The walker only needs each reply's row count to choose the next window, so the
+            # fetches run back to back, independent of the writes, until the queue is full.
+            window = walker.next()
+            while window is not None:
+                fetched = await fetch(window)
                 tally.rows_fetched += fetched.count
                 if fetched.rows is None:
-                    walker.full(window)
+                    walker.full(window, fetched.oldest)
+                    lo, hi = window
                     log_event(
                         logger,
                         "sync.window.split",
@@ -502,35 +514,67 @@ class SyncEngine:
                         rows=fetched.count,
                         width_seconds=int((hi - lo).total_seconds()),
                     )
-                    window = walker.next()
-                    if window is not None:
-                        ahead = asyncio.create_task(fetch(window))
-                    continue
-                # The walker only needs the row count to choose the next window: start that
-                # fetch now and write this one meanwhile. A failed write cancels it (finally).
-                walker.done(window, fetched.count)
-                following = walker.next()
-                if following is not None:
-                    ahead = asyncio.create_task(fetch(following))
+                else:
+                    walker.done(window, fetched.count)
+                    complete = fetched.count < walker.max_rows
+                    await queue.put(_Ready(window, fetched.rows, complete))
+                del fetched  # bounded memory: what is queued is all that stays referenced
+                window = walker.next()
+            await queue.put(None)
+
+        # Windows run ahead of the writes: while one window is written, the next ones are
+        # fetched and normalised, so the institution's time, the database's time and our CPU
+        # overlap. At most `_AHEAD` windows wait, one is written and one is being fetched; no
+        # unit of work ever waits on the institution.
+        queue: asyncio.Queue[_Ready | None] = asyncio.Queue(maxsize=_AHEAD)
+        producer = asyncio.create_task(produce(queue))
+        try:
+            while True:
+                ready = await self._next_ready(queue, producer)
+                if ready is None:
+                    break
                 await self._write_window(
                     claim,
                     tally,
                     account_id=account_id,
-                    rows=fetched.rows,
-                    window=window,
-                    complete=fetched.count < walker.max_rows,
+                    rows=ready.rows,
+                    window=ready.window,
+                    complete=ready.complete,
                 )
-                del fetched  # bounded memory: only the window ahead stays referenced
+                del ready
                 await self._checkpoint("window")
                 await self._report(
                     self._snapshot("transactions", tally, index, len(walkers), walkers)
                 )
-                window = following
+            await producer  # re-raises a failure that came after the last window
         finally:
-            if ahead is not None:
-                ahead.cancel()
+            if not producer.done():
+                producer.cancel()
                 with contextlib.suppress(BaseException):
-                    await ahead
+                    await producer
+
+    @staticmethod
+    async def _next_ready(
+        queue: asyncio.Queue[_Ready | None], producer: asyncio.Task[None]
+    ) -> _Ready | None:
+        """The next fetched window, or None at the end; a failed fetch raises here.
+
+        The producer queues None when it is done, so a producer that stopped with the queue
+        empty failed: its exception is raised instead of waiting forever.
+        """
+        getter = asyncio.ensure_future(queue.get())
+        try:
+            await asyncio.wait({getter, producer}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            getter.cancel()
+            raise
+        if getter.done():
+            return getter.result()
+        getter.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await getter
+        producer.result()  # the producer ended without queueing its end: raise its failure
+        return None
 
     async def _write_window(
         self,

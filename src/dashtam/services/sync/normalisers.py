@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from dashtam.models.financial import AccountSnapshot, TransactionData
@@ -25,6 +26,9 @@ class Normaliser(Protocol):
     def transactions(self, payloads: Sequence[Mapping[str, Any]]) -> list[TransactionData]:
         """One window's transactions, one record per external id."""
 
+    def oldest_time(self, payloads: Sequence[Mapping[str, Any]]) -> datetime | None:
+        """When the oldest of these transactions happened (None if none can be read)."""
+
 
 @dataclass(frozen=True)
 class SchwabNormaliser:
@@ -39,6 +43,10 @@ class SchwabNormaliser:
     def transactions(self, payloads: Sequence[Mapping[str, Any]]) -> list[TransactionData]:
         """Transactions (duplicates of one activity id keep the last)."""
         return schwab_mapping.map_transactions(payloads)
+
+    def oldest_time(self, payloads: Sequence[Mapping[str, Any]]) -> datetime | None:
+        """The oldest `time` among the payloads (cheap: no full mapping)."""
+        return schwab_mapping.oldest_transaction_time(payloads)
 
 
 _NORMALISERS: dict[str, Normaliser] = {"schwab": SchwabNormaliser()}

@@ -129,11 +129,21 @@ class WindowWalker:
         lo, hi = window
         return hi - lo > MIN_WINDOW
 
-    def full(self, window: tuple[datetime, datetime]) -> None:
-        """The reply to `window` was full: retry its end with half the width."""
+    def full(self, window: tuple[datetime, datetime], oldest: datetime | None = None) -> None:
+        """The reply to `window` was full: retry its end narrower.
+
+        Without more to go on the width halves. When the reply's oldest row is known, the
+        reply covered at most `[oldest, end]`: if that is less than the window (institutions
+        answer newest first), the next width aims at `TARGET_FILL` of the per-call maximum
+        over that span, so one refetch usually suffices instead of a cascade of halvings
+        (each of which downloads a full, discarded reply). Never wider than half.
+        """
         lo, hi = window
-        half = timedelta(seconds=max(1, int((hi - lo).total_seconds()) // 2))
-        self.width = max(MIN_WINDOW, half)
+        seconds = max(1, int((hi - lo).total_seconds()) // 2)
+        if oldest is not None and lo <= oldest <= hi:
+            covered = int((hi - oldest).total_seconds())
+            seconds = min(seconds, max(1, int(covered * TARGET_FILL)))
+        self.width = max(MIN_WINDOW, timedelta(seconds=seconds))
         self.splits += 1
 
     def done(self, window: tuple[datetime, datetime], rows: int) -> None:
