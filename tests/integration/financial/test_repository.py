@@ -282,6 +282,84 @@ class TestUpsertTransactions:
         seqs += [r["change_seq"] for r in (await snapshot(resources, second)).values()]
         assert sorted(seqs) == list(range(1, 3_001))
 
+    async def test_one_window_with_new_changed_restored_unchanged_and_vanished_rows(
+        self, resources: AppResources, holder: Holder
+    ) -> None:
+        # Every kind of row in one call and across batch boundaries: on PostgreSQL new rows
+        # take the COPY path and the others the staged upsert, in the same batches.
+        rows = make_transactions(1_200)
+        await seed_transactions(resources, holder, rows, window=WINDOW)
+        await seed_transactions(resources, holder, rows[:1_150], window=WINDOW)  # 50 removed
+        before = await snapshot(resources, holder.account_id)
+        edited = [changed(r, description="EDITED") for r in rows[:1_150:10]]  # 115 changed
+        fresh = make_transactions(300, start=5_000)
+        # 50 restored (1150…1199); the edited copies come last, so they win over the originals.
+        window_rows = rows[1_100:1_200] + rows[:1_100] + fresh + edited
+        # One row moved out of the window by the institution: still known, not removed.
+        window_rows = [r for r in window_rows if r.external_id != "7"]
+
+        async with session_scope(resources.session_factory) as session:
+            counts = await upsert_transactions(
+                session,
+                user_id=holder.user_id,
+                provider_id=holder.provider_id,
+                account_id=holder.account_id,
+                rows=[*window_rows, changed(rows[7], posted_at=WINDOW[0] - timedelta(days=1))],
+                window_start=WINDOW[0],
+                window_end=WINDOW[1],
+                batch_size=256,
+            )
+
+        assert counts == UpsertCounts(added=300, modified=115 + 50 + 1, removed=0)
+        after = await snapshot(resources, holder.account_id)
+        assert len(after) == 1_500 and all(r["removed_at"] is None for r in after.values())
+        assert {k for k, r in after.items() if r["description"] == "EDITED"} == {
+            r.external_id for r in edited
+        }
+        untouched = set(before) - {r.external_id for r in edited} - {"7"}
+        untouched -= {str(i) for i in range(1_150, 1_200)}
+        assert all(after[k] == before[k] for k in untouched)
+        seqs = [r["change_seq"] for r in after.values()]
+        assert len(set(seqs)) == len(seqs)
+        assert await counter_value(resources, holder.user_id) == max(seqs)
+
+    async def test_raw_payload_is_stored_with_exact_decimal_strings(
+        self, resources: AppResources, holder: Holder
+    ) -> None:
+        raw = {
+            "activityId": 88145023391,
+            "netAmount": Decimal("-1902.520"),
+            "transferItems": [{"amount": Decimal("1E+2"), "price": Decimal("0.00000001")}],
+            "description": 'caf\u00e9 "quoted"',
+        }
+        await seed_transactions(resources, holder, [make_transaction("1", raw=raw)])
+
+        (row,) = (await snapshot(resources, holder.account_id)).values()
+        assert row["raw"] == {
+            "activityId": 88145023391,
+            "netAmount": "-1902.520",
+            "transferItems": [{"amount": "100", "price": "0.00000001"}],
+            "description": 'caf\u00e9 "quoted"',
+        }
+
+    async def test_concurrent_writers_of_one_account_neither_fail_nor_duplicate(
+        self, resources: AppResources, holder: Holder
+    ) -> None:
+        # A worker whose lease expired may still be writing while its successor starts: the
+        # account lock (PostgreSQL) or the write lock (SQLite) serialises them.
+        rows = make_transactions(1_500)
+
+        first, second = await asyncio.gather(
+            seed_transactions(resources, holder, rows[:1_000], window=None),
+            seed_transactions(resources, holder, rows[500:], window=None),
+        )
+
+        assert first.added + second.added == 1_500
+        assert first.modified == second.modified == 0
+        state = await snapshot(resources, holder.account_id)
+        assert len(state) == 1_500
+        assert sorted(r["change_seq"] for r in state.values()) == list(range(1, 1_501))
+
     async def test_batch_size_outside_limits_is_refused(
         self, resources: AppResources, holder: Holder
     ) -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
+
+import pytest
 
 from dashtam.models.financial import (
     AccountSnapshot,
@@ -13,7 +16,7 @@ from dashtam.models.financial import (
     TransactionStatus,
     TransactionType,
 )
-from dashtam.services.sync.engine import _NORMALISE_CHUNK, _normalise
+from dashtam.services.sync.engine import _NORMALISE_CHUNK, _normalise, _older_objects_frozen
 from dashtam.services.sync.normalisers import SchwabNormaliser
 
 AT = datetime(2025, 6, 16, 12, 0, tzinfo=UTC)
@@ -79,3 +82,24 @@ class TestNormalise:
         ]
         schwab = SchwabNormaliser()
         assert await _normalise(schwab, payloads) == schwab.transactions(payloads)
+
+
+class TestOlderObjectsFrozen:
+    def test_nested_runs_freeze_once_and_restore_everything_at_the_last_exit(self) -> None:
+        thresholds = gc.get_threshold()
+        assert gc.get_freeze_count() == 0
+        with _older_objects_frozen():
+            frozen = gc.get_freeze_count()
+            assert frozen > 0 and gc.get_threshold()[0] >= thresholds[0]
+            with _older_objects_frozen():
+                assert gc.get_freeze_count() == frozen
+            assert gc.get_freeze_count() == frozen  # the outer run is still going
+        assert gc.get_freeze_count() == 0
+        assert gc.get_threshold() == thresholds
+
+    def test_a_failing_run_restores_too(self) -> None:
+        thresholds = gc.get_threshold()
+        with pytest.raises(RuntimeError), _older_objects_frozen():
+            raise RuntimeError("boom")
+        assert gc.get_freeze_count() == 0
+        assert gc.get_threshold() == thresholds

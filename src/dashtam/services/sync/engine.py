@@ -12,12 +12,13 @@ One run, step by step:
    (`WindowWalker`: ≤ `max_window`, halved while a reply is full, sized from the density seen
    otherwise). Each window is written in its own unit of work together with the lease
    renewal, so a crash loses at most the window in flight, and a worker that lost its lease
-   cannot write. One window runs ahead: the next window is fetched and normalised while the
-   current one is written (at most two windows in memory).
+   cannot write. Fetching runs ahead: a producer fetches and normalises the next windows
+   back to back while the current one is written (at most two waiting, one being written and
+   one being fetched).
 4. **Finish**: counts, status, `providers.last_synced_at` / `next_sync_at`.
 
 No unit of work ever waits on an upstream call (SQLite has one write lock): the look-ahead
-fetch runs beside the write, never inside it. Every write is an idempotent upsert keyed by the
+fetches run beside the writes, never inside them. Every write is an idempotent upsert keyed by the
 institution's ids, so a rerun after a crash at any point converges to the same data without
 duplicates.
 """
@@ -26,10 +27,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import random
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -219,6 +221,36 @@ def classify(exc: BaseException) -> SyncFailure:
     )
 
 
+_frozen_runs = 0
+_thresholds = gc.get_threshold()
+
+
+@contextlib.contextmanager
+def _older_objects_frozen() -> Iterator[None]:
+    """Keep the garbage collector's full collections off the objects that predate the run.
+
+    A large sync allocates millions of containers (decoded payloads, rows, records), which
+    triggers dozens of full collections, each walking every object of the process: measured
+    on the whale sync, a fifth of its CPU time. `gc.freeze()` parks the objects that existed
+    before the run in the permanent generation, so collections only walk what the run itself
+    allocated; `gc.unfreeze()` hands them back when the last concurrent run ends. Garbage is
+    still freed by reference counting meanwhile; only cycles among the parked objects wait.
+    """
+    global _frozen_runs, _thresholds
+    if _frozen_runs == 0:
+        gc.freeze()
+        _thresholds = gc.get_threshold()
+        gc.set_threshold(max(_thresholds[0], 20_000), *_thresholds[1:])
+    _frozen_runs += 1
+    try:
+        yield
+    finally:
+        _frozen_runs -= 1
+        if _frozen_runs == 0:
+            gc.set_threshold(*_thresholds)
+            gc.unfreeze()
+
+
 async def _normalise(
     normaliser: Normaliser, payloads: list[dict[str, Any]]
 ) -> list[TransactionData]:
@@ -349,7 +381,8 @@ class SyncEngine:
         heartbeat = asyncio.create_task(self._heartbeat(claim, lock_token))
         tally = _Tally()
         try:
-            return await self._run_claimed(claim, tally)
+            with _older_objects_frozen():
+                return await self._run_claimed(claim, tally)
         except LeaseLost:
             log_event(logger, "sync.run.lease_lost", logging.WARNING, run_id=str(run_id))
             return None
