@@ -12,7 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dashtam import __version__
-from dashtam.api.router import build_api_router
+from dashtam.api.router import include_api_routes
 from dashtam.api.routes import health
 from dashtam.api.routes import metrics as metrics_route
 from dashtam.core.config import ConfigurationError, Settings, load_settings
@@ -179,7 +179,7 @@ def create_app(settings: Settings | None = None, resources: AppResources | None 
     )
     install_error_handlers(app)
     app.include_router(health.router)
-    app.include_router(build_api_router())
+    include_api_routes(app)
     if settings.metrics_enabled:
         app.include_router(metrics_route.router)
 

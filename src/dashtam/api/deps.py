@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
@@ -9,19 +10,20 @@ from fastapi import BackgroundTasks, Depends, Request, Response, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dashtam.core.admission import AdmissionGate
+from dashtam.core.budget import RequestBudget
 from dashtam.core.config import Settings
 from dashtam.core.database import SessionFactory, session_scope
 from dashtam.core.errors import AppError, TooManyRequests, Unauthorized
-from dashtam.core.kv import KeyValueStore
+from dashtam.core.kv import KeyValueStore, RedisKeyValueStore
 from dashtam.core.observability import metrics
 from dashtam.core.ratelimit import RateLimiter, client_ip, rate_limit_headers
 from dashtam.core.request_context import current_request_id, set_user_id
 from dashtam.core.state import AppResources
 from dashtam.core.tokens import InvalidAccessToken
+from dashtam.core.types import utcnow
 from dashtam.services.auth.errors import TooManyAttempts
 from dashtam.services.auth.principal import AuthContext, UserProfile
-from dashtam.services.auth.profile import load_profile
+from dashtam.services.auth.profile import load_live_profile
 from dashtam.services.auth.sessions import authenticate
 from dashtam.services.auth.toolkit import AuthToolkit, ClientInfo, Mailer, build_auth_toolkit
 from dashtam.services.email import build_email_service
@@ -88,15 +90,18 @@ def rate_limiter(resources: AppResources) -> RateLimiter:
     return limiter
 
 
-def admission_gate(resources: AppResources) -> AdmissionGate:
-    """Session cache + per-user budget in one round trip, built once per application."""
-    gate: AdmissionGate | None = resources.extras.get("admission_gate")
-    if gate is None:
-        # The O(1) sliding-window limiter of the per-user budget, else the general one.
+def request_budget(resources: AppResources) -> RequestBudget:
+    """The per-user request budget, built once per application."""
+    budget: RequestBudget | None = resources.extras.get("request_budget")
+    if budget is None:
+        # The sliding-window limiter of the per-user budget (else the general one) gives the
+        # switch, the outage state and the in-process counters; the KV store's Redis client
+        # carries the shared counters.
         limiter = resources.extras.get("user_rate_limiter") or rate_limiter(resources)
-        gate = AdmissionGate(resources.kv, limiter)
-        resources.extras["admission_gate"] = gate
-    return gate
+        redis = resources.kv.client if isinstance(resources.kv, RedisKeyValueStore) else None
+        budget = RequestBudget(limiter, redis)
+        resources.extras["request_budget"] = budget
+    return budget
 
 
 async def get_auth_toolkit(resources: ResourcesDep) -> AuthToolkit:
@@ -171,6 +176,31 @@ def ip_rate_limit(action: str, rule: Callable[[Settings], str]) -> Any:
 _bearer = HTTPBearer(auto_error=False, description="An access token from `POST /auth/login`.")
 
 
+def _bearer_token(credentials: HTTPAuthorizationCredentials | None) -> str:
+    if credentials is None or not credentials.credentials:
+        raise Unauthorized("A bearer access token is required.", code="not_authenticated")
+    return credentials.credentials
+
+
+async def _spend_budget(resources: AppResources, user_id: uuid.UUID, response: Response) -> None:
+    """Count the request against the user's budget: 429 `rate_limited` when it is spent."""
+    state = await request_budget(resources).hit(resources.settings.rate_limit_user, str(user_id))
+    headers = rate_limit_headers(state)
+    if not state.allowed:
+        metrics.rate_limited("user")
+        raise TooManyRequests(
+            "Too many requests for this account; slow down.",
+            retry_after=state.retry_after,
+            headers=headers,
+        )
+    response.headers.update(headers)
+
+
+# The two dependencies below run on every authenticated request: they reach the application's
+# resources directly instead of through chains of sub-dependencies (FastAPI resolves each one
+# on every request), and neither depends on the other.
+
+
 async def get_current_auth(
     request: Request,
     response: Response,
@@ -179,34 +209,20 @@ async def get_current_auth(
     """Authenticate the bearer access token and apply the per-user rate limit.
 
     The token must verify and its session must be live (a cached check: logout, revocation and
-    password changes take effect at once). No database write happens here. This dependency
-    runs on every authenticated request, so it reaches the application's resources directly
-    instead of through a chain of sub-dependencies (each costs a resolution per request).
+    password changes take effect at once). No database write happens here.
 
     Raises:
         Unauthorized: No bearer token (`not_authenticated`), or an invalid one
             (`invalid_token`); both with `WWW-Authenticate: Bearer`.
         TooManyRequests: The user's request budget is spent (`rate_limited`).
     """
-    if credentials is None or not credentials.credentials:
-        raise Unauthorized("A bearer access token is required.", code="not_authenticated")
+    token = _bearer_token(credentials)
     resources: AppResources = request.app.state.resources
-    auth, budget = await authenticate(
-        resources.session_factory,
-        auth_toolkit(resources),
-        admission_gate(resources),
-        access_token=credentials.credentials,
+    auth = await authenticate(
+        resources.session_factory, auth_toolkit(resources), access_token=token
     )
     set_user_id(str(auth.user_id))
-    headers = rate_limit_headers(budget)
-    if not budget.allowed:
-        metrics.rate_limited("user")
-        raise TooManyRequests(
-            "Too many requests for this account; slow down.",
-            retry_after=budget.retry_after,
-            headers=headers,
-        )
-    response.headers.update(headers)
+    await _spend_budget(resources, auth.user_id, response)
     return auth
 
 
@@ -215,23 +231,33 @@ CurrentAuth = Annotated[AuthContext, Depends(get_current_auth)]
 the session state is not cached. Use it when the user id is all a route needs."""
 
 
-async def get_current_user(auth: CurrentAuth, request: Request) -> UserProfile:
-    """The caller's profile row (one SELECT); 401 when the account is gone or disabled.
+async def get_current_user(
+    request: Request,
+    response: Response,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+) -> UserProfile:
+    """The authenticated caller's profile, with the same checks as `get_current_auth`.
 
-    Read on its own connection, never the route's unit of work: no transaction stays open
-    while the route runs (SQLite's single write lock), and on PostgreSQL no BEGIN/COMMIT.
+    One SELECT reads the profile and the token's session together (the database is the truth
+    here, no cache round trip): 401 when the session is missing, revoked or expired, or the
+    account is gone or disabled; then the per-user rate limit (429).
     """
+    token = _bearer_token(credentials)
     resources: AppResources = request.app.state.resources
-    async with resources.read_connection() as connection:
-        profile = await load_profile(connection, user_id=auth.user_id)
-    if profile is None or not profile.is_active:
+    claims = auth_toolkit(resources).codec.decode(token)
+    profile = await load_live_profile(
+        resources.engine, user_id=claims.user_id, session_id=claims.session_id, now=utcnow()
+    )
+    if profile is None:
         raise InvalidAccessToken()
+    set_user_id(str(claims.user_id))
+    await _spend_budget(resources, claims.user_id, response)
     return profile
 
 
 CurrentUser = Annotated[UserProfile, Depends(get_current_user)]
 """The authenticated, active caller's profile (`id`, `email`, `name`, …): the dependency every
-user-scoped route takes. Implies `CurrentAuth` (token, live session, per-user rate limit)."""
+user-scoped route takes (token, live session, active account, per-user rate limit)."""
 
 
 CurrentUserDetached = CurrentUser

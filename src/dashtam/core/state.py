@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dashtam.core.config import Settings
 from dashtam.core.database import SessionFactory
@@ -31,26 +30,6 @@ class AppResources:
     read_session_factory: SessionFactory | None = None
     #: Extra shutdown hooks (HTTP clients, brokers), run last-registered first before the stores.
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-    #: The engine in autocommit mode (same pool), for `read_connection`; None on SQLite.
-    read_engine: AsyncEngine | None = field(init=False, default=None)
-
-    def __post_init__(self) -> None:
-        if self.engine.dialect.name != "sqlite":
-            self.read_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
-
-    @asynccontextmanager
-    async def read_connection(self) -> AsyncIterator[AsyncConnection]:
-        """A Core connection for one-statement reads on the hottest paths.
-
-        PostgreSQL: autocommit, so no BEGIN/COMMIT round trips, and no ORM session to build.
-        SQLite: an ordinary short transaction (reads there are local and cheap).
-        """
-        if self.read_engine is not None:
-            async with self.read_engine.connect() as connection:
-                yield connection
-            return
-        async with self.engine.begin() as connection:
-            yield connection
 
     def add_closer(self, closer: Callable[[], Awaitable[None]]) -> None:
         """Run `closer` at shutdown, before the KV store and the engine are closed."""

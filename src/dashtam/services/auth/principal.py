@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -55,3 +55,7 @@ class UserProfile:
             created_at=row.created_at,
             last_login_at=row.last_login_at,
         )
+
+
+#: The names of `UserProfile`'s fields, in order.
+PROFILE_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(UserProfile))

@@ -15,9 +15,10 @@ from typing import Any
 from sqlalchemy import Row, Table, bindparam, case, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlmodel import SQLModel
 
+from dashtam.core.database import asyncpg_connection
 from dashtam.core.types import UTCDateTime
 from dashtam.models.auth import (
     AuthSession,
@@ -97,11 +98,31 @@ _PROFILE_COLUMNS = (
 
 #: Built once: constructing the statement costs as much as its cached compilation lookup.
 _PROFILE_BY_ID = select(*_PROFILE_COLUMNS).where(_U.id == bindparam("user_id"))
-#: The same SELECT in asyncpg's own dialect, for `read_profile` (built from the model's
-#: own column names, never from input; the id is a bound parameter).
-_PROFILE_SQL_ASYNCPG = (
-    f"SELECT {', '.join(column.name for column in _PROFILE_COLUMNS)} "  # noqa: S608
-    f"FROM {User.__tablename__} WHERE {_U.id.name} = $1"
+
+#: The profile and, in the same row, the named login session's state (NULLs when no session
+#: has that id): what every authenticated request that needs the caller's profile reads.
+_PRINCIPAL_COLUMNS = (
+    *_PROFILE_COLUMNS,
+    _S.user_id.label("session_user_id"),
+    _S.revoked_at.label("session_revoked_at"),
+    _S.expires_at.label("session_expires_at"),
+)
+_PRINCIPAL = (
+    select(*_PRINCIPAL_COLUMNS)
+    .select_from(users.outerjoin(auth_sessions, _S.id == bindparam("session_id")))
+    .where(_U.id == bindparam("user_id"))
+)
+#: `_PRINCIPAL` in asyncpg's own dialect, for `read_principal` (built from the model's own
+#: names, never from input; both ids are bound parameters).
+_PRINCIPAL_SQL_ASYNCPG = (
+    "SELECT "  # noqa: S608
+    + ", ".join(f"{column.table.name}.{column.name}" for column in _PROFILE_COLUMNS)
+    + f", {auth_sessions.name}.{_S.user_id.name} AS session_user_id"
+    + f", {auth_sessions.name}.{_S.revoked_at.name} AS session_revoked_at"
+    + f", {auth_sessions.name}.{_S.expires_at.name} AS session_expires_at"
+    + f" FROM {users.name} LEFT OUTER JOIN {auth_sessions.name}"
+    + f" ON {auth_sessions.name}.{_S.id.name} = $2"
+    + f" WHERE {users.name}.{_U.id.name} = $1"
 )
 
 
@@ -112,22 +133,27 @@ async def get_profile(
     return (await executor.execute(_PROFILE_BY_ID, {"user_id": user_id})).one_or_none()
 
 
-async def read_profile(
-    connection: AsyncConnection, *, user_id: uuid.UUID
+async def read_principal(
+    engine: AsyncEngine, *, user_id: uuid.UUID, session_id: uuid.UUID
 ) -> Mapping[str, Any] | None:
-    """The profile columns by name: the authenticated hot path, one SELECT per request.
+    """The user's profile columns and their session's state, by name; None without the user.
 
-    On asyncpg the query goes straight to the driver on the pooled connection: SQLAlchemy's
-    execution layer (cache-key lookup, execution context, result processing) costs about as
-    much as the round trip itself, and this runs on every authenticated request. The columns
-    need no conversion there (`timestamptz` arrives as aware UTC, `uuid` as `UUID`). Other
-    drivers (SQLite) take the Core statement.
+    The authenticated hot path: one SELECT per request, outside any unit of work. On
+    PostgreSQL it goes straight to asyncpg on a pooled connection (`asyncpg_connection`):
+    SQLAlchemy's execution layer (connection wrapper, cache-key lookup, execution context,
+    result processing) costs more CPU than the round trip itself. The columns need no
+    conversion there (`timestamptz` arrives as aware UTC, `uuid` as `UUID`). SQLite takes the
+    Core statement.
     """
-    if connection.dialect.driver == "asyncpg":
-        driver: Any = (await connection.get_raw_connection()).driver_connection
-        record = await driver.fetchrow(_PROFILE_SQL_ASYNCPG, user_id)
+    if engine.dialect.driver == "asyncpg":
+        async with asyncpg_connection(engine) as driver:
+            record = await driver.fetchrow(_PRINCIPAL_SQL_ASYNCPG, user_id, session_id)
         return dict(record.items()) if record is not None else None
-    row = await get_profile(connection, user_id=user_id)
+    async with engine.begin() as connection:
+        result = await connection.execute(
+            _PRINCIPAL, {"user_id": user_id, "session_id": session_id}
+        )
+        row = result.one_or_none()
     return row._asdict() if row is not None else None
 
 

@@ -43,55 +43,32 @@ async def is_session_live(
     """Tell whether the session exists, belongs to `user_id`, is not revoked and not expired.
 
     One KV round trip when cached; otherwise one indexed SELECT, then the answer is cached.
-    (The authenticated request path reads the cache entry through `AdmissionGate` instead, in
-    the same round trip as the user's request budget, then calls `is_live_given_cache`.)
+    (Routes that read the caller's profile check the session in that same SELECT instead:
+    `profile.load_live_profile`.) The SELECT runs in its own short unit of work, not the
+    request's: on SQLite every transaction holds the write lock, and a request that then
+    opens its own unit of work (login, password change) would wait on itself.
     """
+    key = cache_key(session_id)
+    owner = user_id.hex.encode()
+    kv_up = True
     try:
-        cached, readable = await tk.kv.get(cache_key(session_id)), True
+        cached = await tk.kv.get(key)
     except KeyValueUnavailable:
-        cached, readable = None, False
-    return await is_live_given_cache(
-        tk,
-        factory,
-        cached=cached,
-        cache_readable=readable,
-        session_id=session_id,
-        user_id=user_id,
-        now=now,
-    )
-
-
-async def is_live_given_cache(
-    tk: AuthToolkit,
-    factory: SessionFactory,
-    *,
-    cached: bytes | None,
-    cache_readable: bool,
-    session_id: uuid.UUID,
-    user_id: uuid.UUID,
-    now: datetime,
-) -> bool:
-    """Answer from the session's cache entry `cached`, or from the database when it is None.
-
-    The SELECT runs in its own short unit of work, not the request's: on SQLite every
-    transaction holds the write lock, and a request that then opens its own unit of work
-    (login, password change) would wait on itself. Its answer is cached unless the KV store
-    was unreadable.
-    """
+        cached, kv_up = None, False
     if cached is not None:
         # A live entry holds its owner's id: a token naming another user never matches it.
-        return cached == user_id.hex.encode()
+        return cached == owner
     async with session_scope(factory) as session:
         row = await repository.get_session_state(session, session_id=session_id)
     live = row is not None and row.revoked_at is None and row.expires_at > now
-    if cache_readable and row is not None:
+    if kv_up and row is not None:
         ttl = tk.settings.session_cache_ttl_seconds
         if live:
             # Never cache "live" past the session's absolute expiry.
             ttl = min(ttl, (row.expires_at - now).total_seconds())
         value = row.user_id.hex.encode() if live else _ENDED
         with contextlib.suppress(KeyValueUnavailable):
-            await tk.kv.set_if_absent(cache_key(session_id), value, ttl=max(ttl, 0.001))
+            await tk.kv.set_if_absent(key, value, ttl=max(ttl, 0.001))
     return live and row is not None and row.user_id == user_id
 
 

@@ -15,9 +15,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dashtam.core.admission import AdmissionGate
 from dashtam.core.database import SessionFactory, session_scope
-from dashtam.core.ratelimit import RateLimitState
 from dashtam.core.tokens import InvalidAccessToken, new_opaque_token
 from dashtam.core.types import utcnow
 from dashtam.services.auth import repository, session_state
@@ -193,39 +191,26 @@ async def _handle_unclaimable(
 async def authenticate(
     factory: SessionFactory,
     tk: AuthToolkit,
-    gate: AdmissionGate,
     *,
     access_token: str,
     now: datetime | None = None,
-) -> tuple[AuthContext, RateLimitState]:
-    """Verify an access token, that its session is still live, and count the user's budget.
-
-    The session's cached state and the budget hit come back from one KV round trip
-    (`AdmissionGate`); the database is read only when the state is not cached. The caller
-    decides what a spent budget means (429), after the 401 checks.
+) -> AuthContext:
+    """Verify an access token and that its session is still live (a cached check).
 
     Raises:
         InvalidAccessToken: Bad, expired or forged token, or a revoked/expired session.
     """
     claims = tk.codec.decode(access_token)
-    admission = await gate.admit(
-        state_key=session_state.cache_key(claims.session_id),
-        rule=tk.settings.rate_limit_user,
-        user=str(claims.user_id),
-    )
-    live = await session_state.is_live_given_cache(
+    live = await session_state.is_session_live(
         tk,
         factory,
-        cached=admission.cached_state,
-        cache_readable=admission.cache_readable,
         session_id=claims.session_id,
         user_id=claims.user_id,
         now=now or utcnow(),
     )
     if not live:
         raise InvalidAccessToken()
-    context = AuthContext(user_id=claims.user_id, session_id=claims.session_id, claims=claims)
-    return context, admission.budget
+    return AuthContext(user_id=claims.user_id, session_id=claims.session_id, claims=claims)
 
 
 async def list_sessions(
