@@ -158,7 +158,7 @@ SCENARIOS = (
         reference=ReferenceHttp(app="bench.reference.auth:create_app", load=me_reference_load),
         target=Target(min_rps_ratio=0.6, max_p99_ratio=4.0),
         notes=f"{ME_USERS} users/tokens round-robin; RATE_LIMIT_USER raised via env; meant for "
-        "--backend postgres (Dashtam also checks the session in the KV store and counts the "
+        "--backend postgres (Dashtam also checks the session row in the same SELECT and counts the "
         "per-user rate limit, which the reference does not)",
     ),
     Scenario(

@@ -74,8 +74,11 @@ class Settings(BaseSettings):
     # --- stores --------------------------------------------------------------------------
     database_url: str | None = None
     redis_url: str | None = None
-    db_pool_size: int = Field(default=10, ge=1)
-    db_max_overflow: int = Field(default=10, ge=0)
+    # Overflow connections are closed as soon as they are returned to a full pool: under a
+    # steady load above the pool size that is a new connection per checkout (measured: the
+    # tail latency of authenticated reads went from 120 ms to 2 s). Keep the connections.
+    db_pool_size: int = Field(default=20, ge=1)
+    db_max_overflow: int = Field(default=0, ge=0)
     db_pool_timeout: float = Field(default=5.0, gt=0)
     db_connect_timeout: float = Field(default=1.5, gt=0)
     db_echo: bool = False
