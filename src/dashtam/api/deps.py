@@ -54,11 +54,30 @@ async def get_kv(resources: ResourcesDep) -> KeyValueStore:
     return resources.kv
 
 
+async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """A session for routes that only read.
+
+    PostgreSQL: autocommit, so no BEGIN/COMMIT round trips. Reads lose nothing by it: under
+    READ COMMITTED every statement takes its own snapshot inside a transaction too. SQLite: an
+    ordinary unit of work.
+    """
+    resources: AppResources = request.app.state.resources
+    factory = resources.read_session_factory
+    if factory is None:
+        async with session_scope(resources.session_factory) as session:
+            yield session
+        return
+    async with factory() as session:
+        yield session
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 # scope="function": commit (and after-commit hooks) before the response is sent. With the
 # default request scope FastAPI commits only after the client already has its 2xx, so a client
 # could use a token the database does not hold yet, or be told "done" for a failed commit.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+#: For GET routes: no transaction around their reads on PostgreSQL (see `get_read_session`).
+ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session, scope="function")]
 KVDep = Annotated[KeyValueStore, Depends(get_kv)]
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 
-from dashtam.api.deps import CurrentUser, SessionDep, SettingsDep
+from dashtam.api.deps import CurrentUser, ReadSessionDep, SettingsDep
 from dashtam.api.routes.auth import problem_responses
 from dashtam.core.errors import AppError, TooManyRequests, Unauthorized, UnprocessableEntity
 from dashtam.models.financial import AccountType
@@ -54,7 +54,7 @@ def financial_responses(*errors: type[AppError]) -> dict[int | str, dict[str, An
 )
 async def list_accounts(
     user: CurrentUser,
-    session: SessionDep,
+    session: ReadSessionDep,
     provider_id: Annotated[uuid.UUID | None, Query()] = None,
     account_type: Annotated[AccountType | None, Query(alias="type")] = None,
 ) -> AccountList:
@@ -73,7 +73,7 @@ async def list_accounts(
     responses=financial_responses(AccountNotFound),
 )
 async def get_account(
-    account_id: uuid.UUID, user: CurrentUser, session: SessionDep
+    account_id: uuid.UUID, user: CurrentUser, session: ReadSessionDep
 ) -> AccountDetail:
     """One account with its latest balances."""
     return await queries.get_account(session, user_id=user.id, account_id=account_id)
@@ -87,7 +87,7 @@ async def get_account(
 async def list_balances(
     account_id: uuid.UUID,
     user: CurrentUser,
-    session: SessionDep,
+    session: ReadSessionDep,
     codec: CursorCodecDep,
     since: Annotated[Instant | None, Query(description="as_of >= since")] = None,
     until: Annotated[Instant | None, Query(description="as_of < until")] = None,
@@ -113,7 +113,7 @@ async def list_balances(
     responses=financial_responses(AccountNotFound),
 )
 async def list_account_positions(
-    account_id: uuid.UUID, user: CurrentUser, session: SessionDep
+    account_id: uuid.UUID, user: CurrentUser, session: ReadSessionDep
 ) -> PositionList:
     """Current holdings of one account."""
     return await queries.list_positions(session, user_id=user.id, account_id=account_id)

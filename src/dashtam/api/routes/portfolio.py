@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from dashtam.api.deps import CurrentUser, SessionDep
+from dashtam.api.deps import CurrentUser, ReadSessionDep
 from dashtam.api.routes.accounts import financial_responses
 from dashtam.schemas.financial import Portfolio
 from dashtam.services.financial.portfolio import portfolio
@@ -17,7 +17,7 @@ router = APIRouter(tags=["financial data"])
 @router.get("/portfolio", response_model=Portfolio, responses=financial_responses())
 async def read_portfolio(
     user: CurrentUser,
-    session: SessionDep,
+    session: ReadSessionDep,
     currency: Annotated[
         str, Query(pattern=r"^[A-Z]{3}$", description="ISO 4217 code; accounts in it only.")
     ] = "USD",

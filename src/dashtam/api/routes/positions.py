@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from dashtam.api.deps import CurrentUser, SessionDep
+from dashtam.api.deps import CurrentUser, ReadSessionDep
 from dashtam.api.routes.accounts import financial_responses
 from dashtam.schemas.financial import GroupBy, PositionGroupList, PositionList
 from dashtam.services.financial import queries
@@ -21,7 +21,7 @@ router = APIRouter(tags=["financial data"])
 )
 async def list_positions(
     user: CurrentUser,
-    session: SessionDep,
+    session: ReadSessionDep,
     group_by: Annotated[
         GroupBy | None, Query(description="`symbol`: one row per symbol, summed exactly.")
     ] = None,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from dashtam.api.deps import CurrentUser, SessionDep
+from dashtam.api.deps import CurrentUser, ReadSessionDep
 from dashtam.api.routes.accounts import (
     CursorCodecDep,
     CursorParam,
@@ -42,7 +42,7 @@ router = APIRouter(tags=["financial data"])
 )
 async def list_transactions(
     user: CurrentUser,
-    session: SessionDep,
+    session: ReadSessionDep,
     codec: CursorCodecDep,
     account_id: Annotated[uuid.UUID | None, Query()] = None,
     provider_id: Annotated[uuid.UUID | None, Query()] = None,
@@ -79,7 +79,7 @@ async def list_transactions(
     responses=financial_responses(TransactionNotFound),
 )
 async def get_transaction(
-    transaction_id: uuid.UUID, user: CurrentUser, session: SessionDep
+    transaction_id: uuid.UUID, user: CurrentUser, session: ReadSessionDep
 ) -> TransactionOut:
     """One transaction."""
     return await queries.get_transaction(session, user_id=user.id, transaction_id=transaction_id)
@@ -92,7 +92,7 @@ async def get_transaction(
 )
 async def list_transaction_changes(
     user: CurrentUser,
-    session: SessionDep,
+    session: ReadSessionDep,
     codec: CursorCodecDep,
     cursor: CursorParam = None,
     limit: Annotated[int, Query(ge=1, le=500, description="Changes per call, 1–500.")] = 100,
