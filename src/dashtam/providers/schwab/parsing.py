@@ -95,7 +95,7 @@ class _Scrubber:
     payloads are plain `dict`/`list`/`str` trees.
     """
 
-    __slots__ = ("account_hash", "hashes", "numbers", "pattern", "single")
+    __slots__ = ("account_hash", "hashes", "numbers", "pattern", "seen", "single")
 
     def __init__(
         self, numbers: list[str], hashes: Mapping[str, str], account_hash: str | None
@@ -103,6 +103,8 @@ class _Scrubber:
         self.numbers = numbers
         self.hashes = hashes
         self.account_hash = account_hash
+        #: Every `accountNumber` value the walk met (to check the numbers it masked with).
+        self.seen: set[str] = set()
         # How a string is checked for a known number: one `in` test, or one regex search.
         self.single = numbers[0] if len(numbers) == 1 else None
         self.pattern = (
@@ -147,6 +149,8 @@ class _Scrubber:
                 out[key] = self.any(item, key)
         number = value.get("accountNumber")
         if isinstance(number, str | int):
+            if str(number):
+                self.seen.add(str(number))
             # Replaced by its last four (and the account's hash); the members move to the end
             # of the object, whose member order carries no meaning.
             del out["accountNumber"]
@@ -206,8 +210,34 @@ def scrub_account_numbers(
     Returns:
         The scrubbed copy (the input is not modified).
     """
-    found: set[str] = set(known_numbers) | set((hashes or {}).keys())
+    known: set[str] = set(known_numbers) | set((hashes or {}).keys())
+    # Every number must be known before the walk (a string early on may hold a number whose
+    # member comes later). A first guess, the rows' own top-level numbers, is almost always
+    # all of them; the walk reports every number it met, and only if one was missing from
+    # the guess is the payload walked again with all of them (a full pass saved otherwise).
+    guess = known | _top_level_numbers(payload)
+    scrubber = _Scrubber(_masking_order(guess), hashes or {}, account_hash)
+    scrubbed = scrubber.any(payload, None)
+    if scrubber.seen <= guess:
+        return scrubbed
+    found = known | scrubber.seen
     _collect_numbers(payload, found)
-    # Longest first so a number that contains another is masked whole.
-    numbers = sorted((n for n in found if len(n) >= 5), key=len, reverse=True)
-    return _Scrubber(numbers, hashes or {}, account_hash).any(payload, None)
+    return _Scrubber(_masking_order(found), hashes or {}, account_hash).any(payload, None)
+
+
+def _masking_order(numbers: set[str]) -> list[str]:
+    # Longest first so a number that contains another is masked whole; short ones are not
+    # account numbers (and would mask too much).
+    return sorted((n for n in numbers if len(n) >= 5), key=len, reverse=True)
+
+
+def _top_level_numbers(payload: Any) -> set[str]:
+    """The `accountNumber` values of a payload's top-level object(s), read without a walk."""
+    rows = payload if type(payload) is list else [payload]
+    found: set[str] = set()
+    for row in rows:
+        if type(row) is dict or isinstance(row, Mapping):
+            number = row.get("accountNumber")
+            if isinstance(number, str | int) and str(number):
+                found.add(str(number))
+    return found

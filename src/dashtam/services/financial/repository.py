@@ -18,7 +18,7 @@ import os
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -458,6 +458,19 @@ def _json_default(value: Any) -> Any:
 _RAW_ENCODER = json.JSONEncoder(
     default=_json_default, ensure_ascii=False, separators=(",", ":"), allow_nan=False
 )
+#: The same encoder's C core, made once: `JSONEncoder.encode` builds it again on every call,
+#: a sixth of the cost for a payload of a few hundred bytes. No cycle check (markers=None):
+#: decoded JSON cannot be circular.
+_make_c_encoder: Callable[..., Callable[[Any, int], list[str]]] | None = getattr(
+    json.encoder, "c_make_encoder", None
+)
+_RAW_C_ENCODER = (
+    _make_c_encoder(
+        None, _json_default, json.encoder.encode_basestring, None, ":", ",", False, False, False
+    )
+    if _make_c_encoder is not None
+    else None
+)
 
 
 def raw_payload_json(raw: Mapping[str, Any]) -> str:
@@ -473,7 +486,9 @@ def raw_payload_json(raw: Mapping[str, Any]) -> str:
         ValueError: The payload holds a non-finite float.
         TypeError: The payload holds something JSON cannot represent.
     """
-    return _RAW_ENCODER.encode(raw)
+    if _RAW_C_ENCODER is None:  # pragma: no cover - CPython always has the C encoder
+        return _RAW_ENCODER.encode(raw)
+    return "".join(_RAW_C_ENCODER(raw, 0))
 
 
 def _new_ids(count: int) -> list[uuid.UUID]:
@@ -548,7 +563,7 @@ def _copy_records(
     moment = columns.posted_at.type.dialect_impl(dialect).bind_processor(dialect)
     assert money is not None and moment is not None
     stamp = moment(now)
-    encode = _RAW_ENCODER.encode
+    encode = raw_payload_json
     ids = _new_ids(len(rows))
     return [
         (
@@ -557,7 +572,8 @@ def _copy_records(
             provider_id,
             account_id,
             r.external_id,
-            moment(r.posted_at),
+            # Already aware UTC (the usual case): the processor would return it unchanged.
+            r.posted_at if r.posted_at.tzinfo is UTC else moment(r.posted_at),
             r.trade_date,
             r.settlement_date,
             r.type.value,

@@ -84,6 +84,17 @@ class TestScrubAccountNumbers:
         out = scrub_account_numbers({"accountNumber": 41827365})
         assert out == {"accountNumberLast4": "7365"}
 
+    def test_a_number_met_only_deep_inside_a_later_row_is_masked_everywhere(self) -> None:
+        # The walk first guesses the numbers from the rows' own members; a number that only
+        # appears nested later on must still be masked in the strings before it.
+        payload = [
+            {"accountNumber": "41827365", "note": "from 73310529 and 41827365"},
+            {"accountNumber": "41827365", "legs": [{"accountNumber": "73310529"}]},
+        ]
+        out = scrub_account_numbers(payload, account_hash="H")
+        assert out[0]["note"] == "from ****0529 and ****7365"
+        assert out[1]["legs"] == [{"accountNumberLast4": "0529", "accountHash": "H"}]
+
     def test_input_is_not_modified(self) -> None:
         payload = {"securitiesAccount": {"accountNumber": "41827365"}}
         original = copy.deepcopy(payload)
