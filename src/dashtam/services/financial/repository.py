@@ -58,6 +58,10 @@ from dashtam.models.financial import (
 #: (32766) and the PostgreSQL wire protocol's 32767 parameters per statement.
 DEFAULT_BATCH_SIZE = 1000
 MAX_BATCH_SIZE = 1000
+#: PostgreSQL writes with `COPY`, which has no parameter limit: by default a whole window is
+#: one batch, so building and encoding its records overlaps the server inserting them (the
+#: rows stream in as they are made) instead of alternating with it once per 1000 rows.
+POSTGRES_BATCH_SIZE = 20_000
 
 _T = TypeVar("_T")
 BatchHook = Callable[[int], Awaitable[None] | None]
@@ -551,12 +555,13 @@ def _copy_records(
     account_id: uuid.UUID,
     first_seq: int,
     now: datetime,
-) -> list[tuple[Any, ...]]:
-    """PostgreSQL: rows as `COPY` records in `_COPY_COLUMNS` order.
+) -> Iterator[tuple[Any, ...]]:
+    """PostgreSQL: rows as `COPY` records in `_COPY_COLUMNS` order, made as they are sent.
 
-    Decimals and timestamps go through their column types' bind processors, exactly as an
-    INSERT would (quantised to 8 places, finite, aware UTC); the raw payload is serialised
-    once, straight from the mapped payload; constants are processed once per batch.
+    Lazily, so `COPY` streams each chunk to the server while the next is built. Decimals and
+    timestamps go through their column types' bind processors, exactly as an INSERT would
+    (quantised to 8 places, finite, aware UTC); the raw payload is serialised once, straight
+    from the mapped payload; constants are processed once per batch.
     """
     columns = _transactions.c
     money = columns.amount.type.dialect_impl(dialect).bind_processor(dialect)
@@ -565,7 +570,7 @@ def _copy_records(
     stamp = moment(now)
     encode = raw_payload_json
     ids = _new_ids(len(rows))
-    return [
+    return (
         (
             ids[i],
             user_id,
@@ -595,7 +600,7 @@ def _copy_records(
             first_seq + i,
         )
         for i, r in enumerate(rows)
-    ]
+    )
 
 
 def _upsert_statement(session: AsyncSession) -> Any:
@@ -636,7 +641,7 @@ async def _driver(session: AsyncSession) -> Any:
     return raw.driver_connection
 
 
-async def _copy_insert(session: AsyncSession, records: list[tuple[Any, ...]]) -> None:
+async def _copy_insert(session: AsyncSession, records: Iterable[tuple[Any, ...]]) -> None:
     """PostgreSQL: rows known to be new go straight into the table with one `COPY`.
 
     The caller holds the account's row lock and looked the ids up under it, so no other
@@ -647,7 +652,7 @@ async def _copy_insert(session: AsyncSession, records: list[tuple[Any, ...]]) ->
     await driver.copy_records_to_table("transactions", records=records, columns=_COPY_COLUMNS)
 
 
-async def _copy_upsert(session: AsyncSession, records: list[tuple[Any, ...]]) -> Sequence[Any]:
+async def _copy_upsert(session: AsyncSession, records: Iterable[tuple[Any, ...]]) -> Sequence[Any]:
     """PostgreSQL: changed rows via `COPY` into a temporary table and one `INSERT … SELECT`.
 
     Same `ON CONFLICT … WHERE` and `RETURNING` as the SQLite path, without binding and planning
@@ -779,7 +784,7 @@ async def upsert_transactions(
     window_start: datetime | None,
     window_end: datetime | None,
     now: datetime | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int | None = None,
     on_batch: BatchHook | None = None,
 ) -> UpsertCounts:
     """Upsert one account's transactions of one fetched window; soft-delete what vanished.
@@ -804,13 +809,17 @@ async def upsert_transactions(
         window_start: Start of the fetched window (inclusive), or None to skip removals.
         window_end: End of the fetched window (inclusive), or None to skip removals.
         now: The write time (default now).
-        batch_size: Rows per write (at most 1000).
+        batch_size: Rows per write, at most 1000 (default: 1000 on SQLite, the whole window up
+            to `POSTGRES_BATCH_SIZE` on PostgreSQL).
         on_batch: Called with the running row count after each batch (lease renewal, progress).
 
     Returns:
         Added, modified and removed counts.
     """
-    if not 1 <= batch_size <= MAX_BATCH_SIZE:
+    if batch_size is None:
+        postgres = _dialect(session) == "postgresql"
+        batch_size = POSTGRES_BATCH_SIZE if postgres else DEFAULT_BATCH_SIZE
+    elif not 1 <= batch_size <= MAX_BATCH_SIZE:
         raise ValueError(f"batch_size must be between 1 and {MAX_BATCH_SIZE}")
     if (window_start is None) != (window_end is None):
         raise ValueError("pass both window bounds or neither")

@@ -82,7 +82,7 @@ _accounts = Account.__table__  # type: ignore[attr-defined]
 #: Rows normalised per step before yielding to the event loop (a few milliseconds of CPU).
 _NORMALISE_CHUNK = 250
 #: Fetched windows that may wait for their write (plus one written and one being fetched).
-_AHEAD = 2
+_AHEAD = 4
 
 Phase = Literal["accounts", "transactions", "finishing", "done"]
 
