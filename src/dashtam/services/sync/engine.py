@@ -13,8 +13,8 @@ One run, step by step:
    otherwise). Each window is written in its own unit of work together with the lease
    renewal, so a crash loses at most the window in flight, and a worker that lost its lease
    cannot write. Fetching runs ahead: a producer fetches and normalises the next windows
-   back to back while the current one is written (at most two waiting, one being written and
-   one being fetched).
+   back to back while the current one is written (at most four waiting, one being written
+   and one being fetched).
 4. **Finish**: counts, status, `providers.last_synced_at` / `next_sync_at`.
 
 No unit of work ever waits on an upstream call (SQLite has one write lock): the look-ahead
