@@ -396,36 +396,32 @@ def transaction_content_hash(row: TransactionData) -> str:
     quoted by json's own C escaper): the same bytes, at a fraction of the cost of building and
     sorting a dict per row. Anything unexpected (a non-string field) takes the general path.
     """
+    q = _quote  # quoted inline: a helper call per field costs as much as the quoting
+    quantum = _HASH_QUANTUM
     try:
+        amount, fees, price, quantity = row.amount, row.fees, row.price, row.quantity
+        description, subtype, symbol = row.description, row.subtype, row.symbol
+        settled, traded = row.settlement_date, row.trade_date
         encoded = (
-            f'{{"amount":{_json_text(_canonical_decimal(row.amount))}'
-            f',"currency":{_json_text(row.currency)}'
-            f',"description":{_json_text(row.description)}'
-            f',"external_id":{_json_text(row.external_id)}'
-            f',"fees":{_json_text(_canonical_decimal(row.fees))}'
-            f',"posted_at":{_json_text(row.posted_at.astimezone(UTC).isoformat())}'
-            f',"price":{_json_text(_canonical_decimal(row.price))}'
-            f',"quantity":{_json_text(_canonical_decimal(row.quantity))}'
-            f',"settlement_date":{_json_text(_iso_date(row.settlement_date))}'
-            f',"status":{_json_text(str(row.status))}'
-            f',"subtype":{_json_text(row.subtype)}'
-            f',"symbol":{_json_text(row.symbol)}'
-            f',"trade_date":{_json_text(_iso_date(row.trade_date))}'
-            f',"type":{_json_text(str(row.type))}}}'
+            f'{{"amount":{q(str(amount.quantize(quantum)))}'
+            f',"currency":{q(row.currency)}'
+            f',"description":{"null" if description is None else q(description)}'
+            f',"external_id":{q(row.external_id)}'
+            f',"fees":{"null" if fees is None else q(str(fees.quantize(quantum)))}'
+            f',"posted_at":{q(row.posted_at.astimezone(UTC).isoformat())}'
+            f',"price":{"null" if price is None else q(str(price.quantize(quantum)))}'
+            f',"quantity":{"null" if quantity is None else q(str(quantity.quantize(quantum)))}'
+            f',"settlement_date":{q(settled.isoformat()) if settled else "null"}'
+            f',"status":{q(str(row.status))}'
+            f',"subtype":{"null" if subtype is None else q(subtype)}'
+            f',"symbol":{"null" if symbol is None else q(symbol)}'
+            f',"trade_date":{q(traded.isoformat()) if traded else "null"}'
+            f',"type":{q(str(row.type))}}}'
         )
-    except TypeError:
+    except (TypeError, AttributeError):
+        # Not the types the fields declare (e.g. a None amount): the general route decides.
         encoded = _canonical_json(row)
     return hashlib.sha256(encoded.encode()).hexdigest()
-
-
-def _json_text(value: str | None) -> str:
-    # `encode_basestring` is what `json.dumps(..., ensure_ascii=False)` quotes strings with;
-    # it raises TypeError for a non-string, which sends the row down the general path.
-    return "null" if value is None else _quote(value)
-
-
-def _iso_date(value: date | None) -> str | None:
-    return value.isoformat() if value else None
 
 
 def _canonical_json(row: TransactionData) -> str:

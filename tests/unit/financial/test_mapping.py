@@ -408,6 +408,7 @@ class TestContentHash:
             {"description": 'tab\t quote" back\\slash \x00 \u2028 \U0001f600 é', "symbol": None},
             {"quantity": Decimal("1E+5"), "price": Decimal("0.000000001"), "subtype": None},
             {"amount": Decimal("-12345678901234.12345678"), "trade_date": None},
+            {"amount": None, "fees": None, "currency": None},  # not as declared: general path
             {"posted_at": datetime(2024, 1, 1, 5, tzinfo=timezone(timedelta(hours=-5)))},
         ],
     )
