@@ -95,7 +95,7 @@ class _Scrubber:
     payloads are plain `dict`/`list`/`str` trees.
     """
 
-    __slots__ = ("account_hash", "hashes", "numbers", "pattern", "seen", "single")
+    __slots__ = ("account_hash", "free_text", "hashes", "numbers", "pattern", "seen", "single")
 
     def __init__(
         self, numbers: list[str], hashes: Mapping[str, str], account_hash: str | None
@@ -105,6 +105,8 @@ class _Scrubber:
         self.account_hash = account_hash
         #: Every `accountNumber` value the walk met (to check the numbers it masked with).
         self.seen: set[str] = set()
+        #: Free text already masked: descriptions repeat a lot (every leg names its instrument).
+        self.free_text: dict[str, str] = {}
         # How a string is checked for a known number: one `in` test, or one regex search.
         self.single = numbers[0] if len(numbers) == 1 else None
         self.pattern = (
@@ -113,11 +115,17 @@ class _Scrubber:
 
     def text(self, text: str, free_text: bool) -> str:
         """`text` with known numbers (and, in free text, long digit runs) masked."""
+        if free_text:
+            masked = self.free_text.get(text)
+            if masked is None:
+                masked = self.free_text[text] = _DIGIT_RUN.sub(_mask_match, self._numbers(text))
+            return masked
+        return self._numbers(text)
+
+    def _numbers(self, text: str) -> str:
         for number in self.numbers:
             if number in text:
                 text = text.replace(number, _MASK + last4(number))
-        if free_text:
-            text = _DIGIT_RUN.sub(_mask_match, text)
         return text
 
     def _hit(self, text: str) -> bool:

@@ -450,7 +450,7 @@ if set(_COPY_COLUMNS) != {c.name for c in _transactions.columns}:  # pragma: no 
 
 def _json_default(value: Any) -> Any:
     """Exact decimals become decimal strings; other mappings become plain objects."""
-    if isinstance(value, Decimal):
+    if type(value) is Decimal or isinstance(value, Decimal):
         return format(value, "f")
     if isinstance(value, Mapping):
         return dict(value)
