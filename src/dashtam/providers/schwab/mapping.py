@@ -488,6 +488,7 @@ def map_accounts(
 
 
 _CURRENCY_CODE = re.compile(r"[A-Z]{3}")
+_INTEREST = re.compile(r"\bINT(EREST)?\b")
 
 
 def _rank(item: Mapping[str, Any]) -> tuple[Decimal, bool, str]:
@@ -562,7 +563,7 @@ def classify(
             return TransactionType.TRADE, "buy" if quantity > 0 else "sell"
         return TransactionType.TRADE, "buy" if amount < 0 else "sell" if amount > 0 else "trade"
     if kind == "DIVIDEND_OR_INTEREST":
-        if re.search(r"\bINT(EREST)?\b", text):
+        if _INTEREST.search(text):
             return TransactionType.INTEREST, "dividend_or_interest"
         if "DIV" in text or symbol:
             return TransactionType.DIVIDEND, "dividend_or_interest"
@@ -592,9 +593,10 @@ def map_transaction(payload: Mapping[str, Any]) -> TransactionData:
         MappingError: No `activityId` or no usable time.
     """
     activity_id = payload.get("activityId")
-    if activity_id is None or isinstance(activity_id, bool) or str(activity_id).strip() == "":
+    external_id = "" if activity_id is None or isinstance(activity_id, bool) else str(activity_id)
+    external_id = external_id.strip()
+    if not external_id:
         raise MappingError("transaction without activityId")
-    external_id = str(activity_id).strip()
     time_value = payload.get("time") or payload.get("tradeDate")
     if time_value is None:
         raise MappingError(f"transaction {external_id} has no time")
