@@ -40,7 +40,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dashtam.core.types import utcnow
+from dashtam.core.types import ExactDecimal, utcnow
 from dashtam.models.financial import (
     Account,
     AccountData,
@@ -564,9 +564,19 @@ def _copy_records(
     from the mapped payload; constants are processed once per batch.
     """
     columns = _transactions.c
-    money = columns.amount.type.dialect_impl(dialect).bind_processor(dialect)
+    processor = columns.amount.type.dialect_impl(dialect).bind_processor(dialect)
+    assert processor is not None
+    quantum = ExactDecimal._quantum
+
+    def money(value: Any) -> Any:
+        # What the column type's processor does for a finite Decimal (quantise to 8 places),
+        # without its two wrapper calls; anything else goes through the processor itself.
+        if type(value) is Decimal and value.is_finite():
+            return value.quantize(quantum)
+        return processor(value)
+
     moment = columns.posted_at.type.dialect_impl(dialect).bind_processor(dialect)
-    assert money is not None and moment is not None
+    assert moment is not None
     stamp = moment(now)
     encode = raw_payload_json
     ids = _new_ids(len(rows))
