@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -119,6 +120,18 @@ async def _refuse_stale_schema(resources: AppResources) -> None:
         raise ConfigurationError(problem)
 
 
+def _freeze_startup_objects() -> None:
+    """Keep the objects built at start-up out of every later garbage collection.
+
+    Start-up leaves ~200k long-lived objects (routes, models, validators, pools). A full
+    collection walks all of them, ~80 ms during which every in-flight request waits: that
+    was the whole p99 of the lightest endpoints under load. Frozen, they are never scanned
+    again; collections only see what requests allocate.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def create_app(settings: Settings | None = None, resources: AppResources | None = None) -> FastAPI:
     """Build the API application.
 
@@ -154,6 +167,7 @@ def create_app(settings: Settings | None = None, resources: AppResources | None 
         from dashtam.jobs.runtime import start_jobs
 
         await start_jobs(owned)
+        _freeze_startup_objects()
         log_event(
             logger,
             "app.started",
