@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,6 +23,7 @@ from dashtam.core.database import (
     create_session_factory,
 )
 from dashtam.core.errors import DEPENDENCY_ERRORS, install_error_handlers
+from dashtam.core.gc_pauses import freeze_startup
 from dashtam.core.kv import KeyValueStore, create_kv_store
 from dashtam.core.logging import configure_logging, log_event
 from dashtam.core.middleware import EdgeMiddleware
@@ -120,18 +120,6 @@ async def _refuse_stale_schema(resources: AppResources) -> None:
         raise ConfigurationError(problem)
 
 
-def _freeze_startup_objects() -> None:
-    """Keep the objects built at start-up out of every later garbage collection.
-
-    Start-up leaves ~200k long-lived objects (routes, models, validators, pools). A full
-    collection walks all of them, ~80 ms during which every in-flight request waits: that
-    was the whole p99 of the lightest endpoints under load. Frozen, they are never scanned
-    again; collections only see what requests allocate.
-    """
-    gc.collect()
-    gc.freeze()
-
-
 def create_app(settings: Settings | None = None, resources: AppResources | None = None) -> FastAPI:
     """Build the API application.
 
@@ -167,7 +155,8 @@ def create_app(settings: Settings | None = None, resources: AppResources | None 
         from dashtam.jobs.runtime import start_jobs
 
         await start_jobs(owned)
-        _freeze_startup_objects()
+        # Long-lived from here on: never walk them again in a full collection.
+        freeze_startup()
         log_event(
             logger,
             "app.started",

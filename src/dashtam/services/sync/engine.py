@@ -38,6 +38,7 @@ from typing import Any, Literal
 
 from sqlalchemy import select
 
+from dashtam.core import gc_pauses
 from dashtam.core.database import session_scope
 from dashtam.core.kv import KeyValueUnavailable
 from dashtam.core.logging import log_event
@@ -248,7 +249,8 @@ def _older_objects_frozen() -> Iterator[None]:
         _frozen_runs -= 1
         if _frozen_runs == 0:
             gc.set_threshold(*_thresholds)
-            gc.unfreeze()
+            # Not `gc.unfreeze()`: that would also thaw what the API froze at start-up.
+            gc_pauses.thaw()
 
 
 async def _normalise(
