@@ -2,17 +2,22 @@
 
 The policy follows NIST SP 800-63B: length is what matters (12–128 code points), there are no
 composition rules, and known-common or self-describing passwords are refused. Hashing is slow on
-purpose (~100 ms), so every hash and verification runs in a worker thread, never on the loop.
+purpose (~100 ms), so every hash and verification runs in a bounded worker pool, never on the
+loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gzip
+import os
 import threading
 import unicodedata
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from importlib import resources
+from typing import Any, TypeVar
 
 from pwdlib import PasswordHash
 from pwdlib.exceptions import UnknownHashError
@@ -29,6 +34,7 @@ _PRODUCT_NAME = "dashtam"
 _COMMON_PASSWORDS_FILE = "common-passwords.txt.gz"
 #: bcrypt only ever looked at the first 72 bytes of a password.
 _BCRYPT_MAX_BYTES = 72
+_T = TypeVar("_T")
 
 
 class WeakPassword(UnprocessableEntity):
@@ -90,6 +96,26 @@ class _LegacyBcryptHasher(BcryptHasher):
         return super().verify(raw[:_BCRYPT_MAX_BYTES], hash)
 
 
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on every platform
+        return os.cpu_count() or 1
+
+
+#: Every hash and verification of the process runs here, at most one per usable core.
+#: argon2id is memory-hard (64 MiB and 4 lanes each with pwdlib's parameters): running more of
+#: them at once than there are cores only adds memory traffic and cache misses, so each takes
+#: longer and fewer finish per second (measured: 4 concurrent logins on 2 cores gave 0.85 of
+#: the machine's hash rate, 2 at a time gave more). The bound also caps the memory a burst of
+#: logins can take at cores × 64 MiB.
+_HASHING_POOL = ThreadPoolExecutor(max_workers=_usable_cores(), thread_name_prefix="password")
+
+
+async def _off_loop(fn: Callable[..., _T], *args: Any) -> _T:
+    return await asyncio.get_running_loop().run_in_executor(_HASHING_POOL, fn, *args)
+
+
 class PasswordHasher:
     """Hash and verify passwords off the event loop; argon2id for new hashes."""
 
@@ -104,7 +130,7 @@ class PasswordHasher:
 
     async def hash(self, password: str) -> str:
         """Return a new argon2id hash of the (NFC-normalised) password."""
-        return await asyncio.to_thread(self._hash.hash, normalize_password(password))
+        return await _off_loop(self._hash.hash, normalize_password(password))
 
     async def verify(self, password: str, password_hash: str) -> tuple[bool, str | None]:
         """Check a password against a stored hash.
@@ -117,13 +143,11 @@ class PasswordHasher:
             `(valid, new_hash)`: `new_hash` is set when the password was right but the stored
             hash should be replaced (bcrypt → argon2id, or weaker argon2 parameters).
         """
-        return await asyncio.to_thread(
-            self._verify_sync, normalize_password(password), password_hash
-        )
+        return await _off_loop(self._verify_sync, normalize_password(password), password_hash)
 
     async def verify_dummy(self, password: str) -> None:
         """Spend the same time as a real verification (for unknown emails: no timing oracle)."""
-        await asyncio.to_thread(self._verify_dummy_sync, normalize_password(password))
+        await _off_loop(self._verify_dummy_sync, normalize_password(password))
 
     def _verify_sync(self, password: str, password_hash: str) -> tuple[bool, str | None]:
         try:

@@ -10,6 +10,7 @@ import unicodedata
 import bcrypt
 import pytest
 
+from dashtam.core import passwords
 from dashtam.core.passwords import (
     PasswordHasher,
     WeakPassword,
@@ -173,3 +174,29 @@ class TestPasswordHasher:
         dummy = time.perf_counter() - started
         assert dummy > real * 0.5
         assert real > 0.005  # argon2id really ran (not a shortcut)
+
+    async def test_no_more_hashes_run_at_once_than_there_are_cores(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        hasher = PasswordHasher()
+        running = peak = 0
+        lock = threading.Lock()
+
+        def slow_hash(password: str) -> str:
+            nonlocal running, peak
+            with lock:
+                running += 1
+                peak = max(peak, running)
+            time.sleep(0.02)
+            with lock:
+                running -= 1
+            return "hashed"
+
+        monkeypatch.setattr(hasher._hash, "hash", slow_hash)
+        cores = passwords._usable_cores()
+        results = await asyncio.gather(
+            *(hasher.hash(f"password number {n}") for n in range(cores * 3))
+        )
+
+        assert results == ["hashed"] * (cores * 3)
+        assert 1 <= peak <= cores
