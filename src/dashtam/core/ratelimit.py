@@ -181,14 +181,14 @@ class RateLimiter:
         """
         item = parse_rule(rule)
         if not self.enabled:
-            return unlimited(item)
+            return _unlimited(item)
         return await self._run(item, identifiers, consume=True)
 
     async def peek(self, rule: str, *identifiers: str) -> RateLimitState:
         """Report the state without consuming; `allowed` says whether a hit would pass."""
         item = parse_rule(rule)
         if not self.enabled:
-            return unlimited(item)
+            return _unlimited(item)
         return await self._run(item, identifiers, consume=False)
 
     async def clear(self, rule: str, *identifiers: str) -> None:
@@ -229,7 +229,7 @@ class RateLimiter:
         """Consume one unit in this process's counters (for callers that just saw Redis fail)."""
         item = parse_rule(rule)
         if not self.enabled:
-            return unlimited(item)
+            return _unlimited(item)
         return await _check(self._memory_strategy, item, identifiers, consume=True)
 
     def should_try_redis(self) -> bool:
@@ -260,8 +260,7 @@ class RateLimiter:
             log_event(logger, "ratelimit.storage.recovered", backend=self.backend, outage_s=outage)
 
 
-def unlimited(item: RateLimitItem) -> RateLimitState:
-    """The state of a check that limits nothing (limiting disabled)."""
+def _unlimited(item: RateLimitItem) -> RateLimitState:
     return RateLimitState(
         allowed=True, limit=item.amount, remaining=item.amount, reset_after=0, retry_after=0
     )

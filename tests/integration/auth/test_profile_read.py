@@ -17,17 +17,17 @@ from tests.support.factories import seed_login
 
 
 class TestReadPrincipal:
-    async def test_profile_columns_match_the_core_statement(self, resources: AppResources) -> None:
+    async def test_matches_the_core_statement_column_for_column(
+        self, resources: AppResources
+    ) -> None:
         login = await seed_login(resources)
         tokens = login.tokens
-        values = await repository.read_principal(
-            resources.engine, user_id=tokens.user_id, session_id=tokens.session_id
-        )
+        ids = {"user_id": tokens.user_id, "session_id": tokens.session_id}
+        values = await repository.read_principal(resources.engine, **ids)
         async with resources.engine.connect() as connection:
-            core = await repository.get_profile(connection, user_id=tokens.user_id)
+            core = (await connection.execute(repository._PRINCIPAL, ids)).one()
 
-        assert values is not None and core is not None
-        assert {name: values[name] for name in core._fields} == core._asdict()
+        assert values == core._asdict()
         assert values["session_user_id"] == tokens.user_id
         assert values["session_revoked_at"] is None
         assert values["session_expires_at"] > utcnow()

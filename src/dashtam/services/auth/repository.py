@@ -14,8 +14,9 @@ from typing import Any
 
 from sqlalchemy import Row, Table, bindparam, case, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlmodel import SQLModel
 
 from dashtam.core.database import asyncpg_connection
@@ -96,10 +97,8 @@ _PROFILE_COLUMNS = (
 )
 
 
-#: Built once: constructing the statement costs as much as its cached compilation lookup.
-_PROFILE_BY_ID = select(*_PROFILE_COLUMNS).where(_U.id == bindparam("user_id"))
-
-#: The profile and, in the same row, the named login session's state (NULLs when no session
+#: Built once (constructing a statement costs as much as its cached compilation lookup): the
+#: profile and, in the same row, the named login session's state (NULLs when no session
 #: has that id): what every authenticated request that needs the caller's profile reads.
 _PRINCIPAL_COLUMNS = (
     *_PROFILE_COLUMNS,
@@ -112,25 +111,11 @@ _PRINCIPAL = (
     .select_from(users.outerjoin(auth_sessions, _S.id == bindparam("session_id")))
     .where(_U.id == bindparam("user_id"))
 )
-#: `_PRINCIPAL` in asyncpg's own dialect, for `read_principal` (built from the model's own
-#: names, never from input; both ids are bound parameters).
-_PRINCIPAL_SQL_ASYNCPG = (
-    "SELECT "  # noqa: S608
-    + ", ".join(f"{column.table.name}.{column.name}" for column in _PROFILE_COLUMNS)
-    + f", {auth_sessions.name}.{_S.user_id.name} AS session_user_id"
-    + f", {auth_sessions.name}.{_S.revoked_at.name} AS session_revoked_at"
-    + f", {auth_sessions.name}.{_S.expires_at.name} AS session_expires_at"
-    + f" FROM {users.name} LEFT OUTER JOIN {auth_sessions.name}"
-    + f" ON {auth_sessions.name}.{_S.id.name} = $2"
-    + f" WHERE {users.name}.{_U.id.name} = $1"
-)
-
-
-async def get_profile(
-    executor: AsyncSession | AsyncConnection, *, user_id: uuid.UUID
-) -> AnyRow | None:
-    """The public profile columns of one user, in an ORM session or on a Core connection."""
-    return (await executor.execute(_PROFILE_BY_ID, {"user_id": user_id})).one_or_none()
+#: `_PRINCIPAL` compiled once in asyncpg's own dialect (`$n` parameters), for
+#: `read_principal`, with the order its two ids bind in.
+_PRINCIPAL_ASYNCPG = _PRINCIPAL.compile(dialect=asyncpg_dialect())  # type: ignore[no-untyped-call]
+_PRINCIPAL_SQL_ASYNCPG = str(_PRINCIPAL_ASYNCPG)
+_PRINCIPAL_PARAMS_ASYNCPG = tuple(_PRINCIPAL_ASYNCPG.positiontup or ())
 
 
 async def read_principal(
@@ -147,7 +132,10 @@ async def read_principal(
     """
     if engine.dialect.driver == "asyncpg":
         async with asyncpg_connection(engine) as driver:
-            record = await driver.fetchrow(_PRINCIPAL_SQL_ASYNCPG, user_id, session_id)
+            ids = {"user_id": user_id, "session_id": session_id}
+            record = await driver.fetchrow(
+                _PRINCIPAL_SQL_ASYNCPG, *(ids[name] for name in _PRINCIPAL_PARAMS_ASYNCPG)
+            )
         return dict(record.items()) if record is not None else None
     async with engine.begin() as connection:
         result = await connection.execute(
