@@ -20,6 +20,19 @@ from dashtam.core.types import utcnow
 Payload = dict[str, Any]
 
 
+class RawPayload(dict[str, Any]):
+    """A payload that also carries the (scrubbed) JSON text it was decoded from.
+
+    Bulk replies are decoded element by element and each element keeps its own slice of the
+    text, so storing the raw payload costs no second encoding. The text and the mapping hold
+    the same data; only member order and number spelling (the institution's own) may differ
+    from what encoding the mapping would give.
+    """
+
+    __slots__ = ("source",)
+    source: str
+
+
 class AuthType(StrEnum):
     """How an account holder grants access."""
 

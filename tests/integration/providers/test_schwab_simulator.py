@@ -21,7 +21,7 @@ import pytest
 
 from dashtam.core.kv import KeyValueStore
 from dashtam.core.types import utcnow
-from dashtam.providers.base import TokenSet
+from dashtam.providers.base import RawPayload, TokenSet
 from dashtam.providers.errors import (
     AccessTokenRejected,
     AuthorizationFailed,
@@ -286,6 +286,9 @@ class TestDataCalls:
                     )
                     assert len(rows) < r.provider.max_rows_per_call
                     assert all(row["accountHash"] == truth["account_hash"] for row in rows)
+                    # The simulator's plain replies take the text path: each row keeps its text.
+                    assert all(type(row) is RawPayload for row in rows)
+                    assert not any(truth["account_number"] in row.source for row in rows)
                     count += len(rows)
                     net += sum((row["netAmount"] for row in rows), Decimal(0))
                     start = end + timedelta(seconds=1)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import uuid
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +67,27 @@ async def run_row(rig: SyncRig, run_id: uuid.UUID) -> SyncRun:
 
 
 class TestFullSync:
+    async def test_stored_raw_payloads_are_scrubbed_and_exact(
+        self, tmp_root: Path, engine: AsyncEngine, kv_store: KeyValueStore
+    ) -> None:
+        async with sync_rig(tmp_root, engine, kv_store) as rig:
+            outcome = await rig.sync()
+            assert outcome.status is SyncStatus.SUCCEEDED, outcome
+            summary = await rig.control("GET", f"/users/{rig.username}/summary")
+            plain = [account["account_number"] for account in summary["accounts"]]
+            rows = list((await rig.transactions()).values())
+            assert rows and plain
+            for row in rows:
+                raw = row.raw
+                assert raw is not None
+                text = json.dumps(raw)
+                assert not any(number in text for number in plain), text[:200]
+                assert "accountNumber" not in raw
+                assert raw["accountNumberLast4"] in {number[-4:] for number in plain}
+                assert raw["accountHash"]
+                # The raw amount is the institution's exact figure, whatever the backend.
+                assert Decimal(str(raw["netAmount"])) == row.amount
+
     async def test_demo_totals_match_the_simulator_exactly(
         self, tmp_root: Path, engine: AsyncEngine, kv_store: KeyValueStore
     ) -> None:

@@ -43,6 +43,7 @@ from dashtam.providers.errors import (
 )
 from dashtam.providers.schwab import errors as schwab_errors
 from dashtam.providers.schwab import oauth
+from dashtam.providers.schwab.bulk_text import read_transactions
 from dashtam.providers.schwab.parsing import (
     MalformedPayload,
     decode_json,
@@ -386,12 +387,18 @@ class SchwabProvider:
         unknown = sorted(set(wanted) - set(TRANSACTION_TYPES))
         if unknown:
             raise ValueError(f"unknown transaction types: {', '.join(unknown)}")
-        body = await self._get_json(
+        response = await self._get_ok(
             access_token,
             f"/accounts/{self._segment(account_hash)}/transactions",
             params={"startDate": start_text, "endDate": end_text, "types": ",".join(wanted)},
             operation="transactions.list",
         )
+        # The usual reply is scrubbed and decoded straight from its text (a sync reads many
+        # thousands of these); anything unusual goes the general way below.
+        fast = read_transactions(response.content, account_hash)
+        if fast is not None:
+            return fast
+        body = self._decoded(response)
         if not isinstance(body, list) or not all(isinstance(item, dict) for item in body):
             raise ProviderBadResponse(provider=KEY, reason="transactions_not_a_list")
         scrubbed: list[Payload] = scrub_account_numbers(body, account_hash=account_hash)
@@ -453,6 +460,25 @@ class SchwabProvider:
         params: dict[str, str] | None = None,
         operation: str,
     ) -> Any:
+        response = await self._get_ok(access_token, path, params=params, operation=operation)
+        return self._decoded(response)
+
+    @staticmethod
+    def _decoded(response: httpx.Response) -> Any:
+        try:
+            return decode_json(response)
+        except MalformedPayload as exc:
+            raise ProviderBadResponse(provider=KEY, reason="malformed_json") from exc
+
+    async def _get_ok(
+        self,
+        access_token: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        operation: str,
+    ) -> httpx.Response:
+        """GET an API path; a failure is logged and raised as the matching provider error."""
         if not access_token:
             raise ValueError("access_token is required")
         response = await self._send(
@@ -478,10 +504,7 @@ class SchwabProvider:
                 correl_id=response.headers.get(CORRELATION_HEADER),
             )
             raise error
-        try:
-            return decode_json(response)
-        except MalformedPayload as exc:
-            raise ProviderBadResponse(provider=KEY, reason="malformed_json") from exc
+        return response
 
     async def _send(
         self,

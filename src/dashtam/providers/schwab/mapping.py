@@ -2,8 +2,9 @@
 
 Input is what `SchwabProvider` returns: decoded JSON with numbers as `Decimal` and every plain
 account number replaced by `accountNumberLast4` (plus `accountHash` on account payloads).
-Numbers are also accepted as `int` or decimal strings (the stored raw payload keeps decimals as
-strings); a float is converted through its shortest repr and never used for arithmetic.
+Numbers are also accepted as `int` or decimal strings (raw payloads stored by the general path
+keep decimals as strings); a float is converted through its shortest repr and never used for
+arithmetic.
 
 Shapes the reference marks UNCERTAIN are accepted in every documented form: balance fields are
 all optional (CASH accounts send a smaller set), `time` comes with or without a colon in the
@@ -638,9 +639,9 @@ def map_transaction(payload: Mapping[str, Any]) -> TransactionData:
         quantity=quantity,
         price=price,
         fees=fees,
-        # The payload itself, not a JSON-safe copy: it is already our own scrubbed copy, and
-        # the store serialises it once (decimals as exact strings) when it writes the row.
-        raw=payload if type(payload) is dict else dict(payload),
+        # The payload itself, not a JSON-safe copy: it is already our own scrubbed copy (a
+        # `RawPayload` also carries its text, which the store writes as it is).
+        raw=payload if isinstance(payload, dict) else dict(payload),
     )
 
 

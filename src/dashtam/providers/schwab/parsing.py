@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-_MASK = "****"
+MASK = "****"
 #: A long digit run in free text is most likely an account number; mask all but its last 4.
 _DIGIT_RUN = re.compile(r"(?<![\d.])\d{8,12}(?![\d.])")
 _FREE_TEXT_KEYS = frozenset({"description"})
@@ -28,8 +28,8 @@ class MalformedPayload(ValueError):
     """The body is not the JSON we expected."""
 
 
-def _reject_constant(name: str) -> Any:
-    # NaN and Infinity are not money; json would otherwise accept them silently.
+def reject_constant(name: str) -> Any:
+    """Refuse NaN and Infinity: they are not money, and json would accept them silently."""
     raise MalformedPayload(f"non-finite number {name} in payload")
 
 
@@ -49,7 +49,7 @@ def decode_json(response: httpx.Response) -> Any:
     if not content.strip():
         raise MalformedPayload("empty body")
     try:
-        return json.loads(content, parse_float=Decimal, parse_constant=_reject_constant)
+        return json.loads(content, parse_float=Decimal, parse_constant=reject_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise MalformedPayload("body is not valid JSON") from exc
 
@@ -118,14 +118,14 @@ class _Scrubber:
         if free_text:
             masked = self.free_text.get(text)
             if masked is None:
-                masked = self.free_text[text] = _DIGIT_RUN.sub(_mask_match, self._numbers(text))
+                masked = self.free_text[text] = free_text_masked(self._numbers(text))
             return masked
         return self._numbers(text)
 
     def _numbers(self, text: str) -> str:
         for number in self.numbers:
             if number in text:
-                text = text.replace(number, _MASK + last4(number))
+                text = text.replace(number, MASK + last4(number))
         return text
 
     def _hit(self, text: str) -> bool:
@@ -195,7 +195,12 @@ class _Scrubber:
 
 
 def _mask_match(match: re.Match[str]) -> str:
-    return _MASK + last4(match.group(0))
+    return MASK + last4(match.group(0))
+
+
+def free_text_masked(text: str) -> str:
+    """`text` with every long digit run (a likely account number) masked to its last four."""
+    return _DIGIT_RUN.sub(_mask_match, text)
 
 
 def scrub_account_numbers(
@@ -224,16 +229,17 @@ def scrub_account_numbers(
     # all of them; the walk reports every number it met, and only if one was missing from
     # the guess is the payload walked again with all of them (a full pass saved otherwise).
     guess = known | _top_level_numbers(payload)
-    scrubber = _Scrubber(_masking_order(guess), hashes or {}, account_hash)
+    scrubber = _Scrubber(masking_order(guess), hashes or {}, account_hash)
     scrubbed = scrubber.any(payload, None)
     if scrubber.seen <= guess:
         return scrubbed
     found = known | scrubber.seen
     _collect_numbers(payload, found)
-    return _Scrubber(_masking_order(found), hashes or {}, account_hash).any(payload, None)
+    return _Scrubber(masking_order(found), hashes or {}, account_hash).any(payload, None)
 
 
-def _masking_order(numbers: set[str]) -> list[str]:
+def masking_order(numbers: set[str]) -> list[str]:
+    """The numbers to mask, in the order to mask them."""
     # Longest first so a number that contains another is masked whole; short ones are not
     # account numbers (and would mask too much).
     return sorted((n for n in numbers if len(n) >= 5), key=len, reverse=True)

@@ -53,6 +53,7 @@ from dashtam.models.financial import (
     Transaction,
     TransactionData,
 )
+from dashtam.providers.base import RawPayload
 
 #: Rows per upsert statement: 25 columns x 1000 rows stays under both SQLite's variable limit
 #: (32766) and the PostgreSQL wire protocol's 32767 parameters per statement.
@@ -478,13 +479,29 @@ _RAW_C_ENCODER = (
 
 
 def raw_payload_json(raw: Mapping[str, Any]) -> str:
-    """A transaction's raw payload as the JSON text that is stored (decimals as strings).
+    """A transaction's raw payload as the JSON text that is stored.
+
+    A `RawPayload` is stored as the scrubbed text it was decoded from (the institution's own
+    exact numbers; `jsonb` keeps them as exact `numeric`). Any other payload is encoded with
+    decimals as exact strings.
 
     Args:
         raw: The payload as mapped (decoded JSON; numbers may be `Decimal`).
 
     Returns:
         Compact JSON text.
+
+    Raises:
+        ValueError: The payload holds a non-finite float.
+        TypeError: The payload holds something JSON cannot represent.
+    """
+    if type(raw) is RawPayload:
+        return raw.source
+    return encoded_payload(raw)
+
+
+def encoded_payload(raw: Mapping[str, Any]) -> str:
+    """`raw` encoded as compact JSON, decimals as exact strings (never its source text).
 
     Raises:
         ValueError: The payload holds a non-finite float.
@@ -535,8 +552,9 @@ def _transaction_values(
         "quantity": row.quantity,
         "price": row.price,
         "fees": row.fees,
-        # The JSON column serialises with the engine's encoder, which knows no Decimal.
-        "raw": None if row.raw is None else json.loads(raw_payload_json(row.raw)),
+        # The JSON column serialises with the engine's encoder, which knows no Decimal (and
+        # would read a source text's numbers as floats): decimals go in as exact strings.
+        "raw": None if row.raw is None else json.loads(encoded_payload(row.raw)),
         "content_hash": row.content_hash,
         "first_seen_at": now,
         "last_modified_at": now,
