@@ -71,7 +71,8 @@ class RunConfig:
             | store_env
             | {
                 "ENVIRONMENT": self.environment,
-                "LOG_LEVEL": "WARNING",
+                # BENCH_SERVER_LOG_LEVEL=INFO keeps the access log (per-hop server timings).
+                "LOG_LEVEL": os.environ.get("BENCH_SERVER_LOG_LEVEL", "WARNING"),
                 "DOCS_ENABLED": "false",
                 # The harness migrated already; start-up must not race or repeat it.
                 "AUTO_MIGRATE": "false",

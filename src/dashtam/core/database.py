@@ -10,14 +10,16 @@ updates.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -194,3 +196,62 @@ async def asyncpg_connection(engine: AsyncEngine) -> AsyncIterator[asyncpg.Conne
     # Check-in may close the connection (an overflow one, or one past `pool_recycle`), which
     # is I/O: SQLAlchemy's async adaptation needs it to run inside its greenlet.
     await greenlet_spawn(fairy.close)
+
+
+@dataclass(frozen=True)
+class DriverStatement:
+    """A Core statement compiled once into asyncpg's own SQL, for `asyncpg_connection`.
+
+    Writing the driver-level SQL by hand would duplicate the schema; compiling the Core
+    statement keeps one source. The column types' bind processors are kept too (JSON encoding,
+    UTC checks), so values go to the driver exactly as SQLAlchemy would send them.
+
+    Attributes:
+        sql: The statement with `$n` parameters.
+        names: The bind parameter names, in `$n` order.
+        processors: Each parameter's bind processor (None where the type has none).
+        constants: Values the statement carries itself (literals such as a status it sets),
+            by parameter name; every other parameter must be given to `arguments`.
+    """
+
+    sql: str
+    names: tuple[str, ...]
+    processors: tuple[Callable[[Any], Any] | None, ...]
+    constants: Mapping[str, Any]
+
+    @classmethod
+    def compile(cls, statement: Any) -> DriverStatement:
+        """Compile `statement`: its open parameters are named `bindparam`s."""
+        dialect = asyncpg_dialect()  # type: ignore[no-untyped-call]
+        compiled = statement.compile(dialect=dialect)
+        names = tuple(compiled.positiontup or ())
+        binds = [compiled.binds[name] for name in names]
+        processors = tuple(b.type.dialect_impl(dialect).bind_processor(dialect) for b in binds)
+        # A column default (`default=`/`onupdate=`) is filled in by SQLAlchemy's execution
+        # context, which the driver path skips: the statement must give such columns values.
+        # Literals the statement carries are anonymous parameters (`%(… param)s` keys).
+        defaulted = [
+            name
+            for name, b in zip(names, binds, strict=True)
+            if not b.required and (b.callable is not None or not str(b.key).startswith("%("))
+        ]
+        if defaulted or compiled.insert_prefetch or compiled.update_prefetch:
+            raise ValueError(f"give these defaulted columns values: {defaulted}")
+        constants = {name: b.value for name, b in zip(names, binds, strict=True) if not b.required}
+        return cls(str(compiled), names, processors, constants)
+
+    def arguments(self, values: Mapping[str, Any]) -> list[Any]:
+        """The positional arguments for `values` (by parameter name), processed.
+
+        Raises:
+            KeyError: An open parameter has no value.
+        """
+        constants = self.constants
+        return [
+            value if processor is None else processor(value)
+            for value, processor in zip(
+                (values[n] if n in values else constants[n] for n in self.names),
+                self.processors,
+                strict=True,
+            )
+        ]

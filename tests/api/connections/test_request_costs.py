@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -23,6 +23,7 @@ from sqlmodel import col
 from dashtam.core.types import utcnow
 from dashtam.models.provider import OAuthState, Provider, ProviderToken
 from dashtam.services.connections import repository as repo
+from dashtam.services.connections import token_statements
 from dashtam.services.connections.audit import AuditAction, audit_values
 from dashtam.services.connections.context import statement_scope
 from dashtam.services.sync import runs
@@ -52,21 +53,52 @@ def _label(statement: str) -> str | None:
     return f"{name} {target.group(1) if target else '?'}"
 
 
+class _ObservedDriver:
+    """An asyncpg connection whose queries are labelled as they run."""
+
+    def __init__(self, driver: Any, note: Any) -> None:
+        self._driver, self._note = driver, note
+
+    async def fetch(self, sql: str, *args: Any) -> Any:
+        self._note(sql)
+        return await self._driver.fetch(sql, *args)
+
+    async def fetchrow(self, sql: str, *args: Any) -> Any:
+        self._note(sql)
+        return await self._driver.fetchrow(sql, *args)
+
+
 @contextmanager
 def recording(rig: Rig) -> Iterator[list[str]]:
-    """Collect `VERB table` for every statement on the connections tables while inside."""
+    """Collect `VERB table` for every statement on the connections tables while inside.
+
+    Both paths are watched: SQLAlchemy's execution (its cursor event) and the token hot path's
+    statements on the driver itself (PostgreSQL), which never pass through that event.
+    """
     labels: list[str] = []
     engine = rig.resources.engine.sync_engine
 
-    def on_execute(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+    def note(statement: str) -> None:
         label = _label(statement)
         if label is not None:
             labels.append(label)
 
+    def on_execute(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        note(statement)
+
+    original = token_statements.asyncpg_connection
+
+    @asynccontextmanager
+    async def observed(engine: Any) -> AsyncIterator[Any]:
+        async with original(engine) as driver:
+            yield _ObservedDriver(driver, note)
+
     event.listen(engine, "before_cursor_execute", on_execute)
+    token_statements.asyncpg_connection = observed  # type: ignore[assignment]
     try:
         yield labels
     finally:
+        token_statements.asyncpg_connection = original  # type: ignore[assignment]
         event.remove(engine, "before_cursor_execute", on_execute)
 
 
@@ -220,7 +252,7 @@ class TestSwapWithAudit:
         assert {row["ip_address"] for row in rows} == {"203.0.113.10"}
         assert {row["request_id"] for row in rows} == {response.headers["x-request-id"]}
 
-    async def test_a_lost_race_writes_nothing(self, connections: Rig) -> None:
+    async def test_a_lost_race_writes_nothing(self, connections: Rig, backend_name: str) -> None:
         who = await connections.login()
         provider_id = uuid.UUID(await connections.connect(who))
         async with connections.resources.engine.begin() as conn:
@@ -232,15 +264,19 @@ class TestSwapWithAudit:
             provider_id=provider_id, user_id=who.user.id, action=AuditAction.TOKEN_REFRESHED
         )
 
-        async with statement_scope(connections.resources) as session:
-            swapped = await repo.swap_tokens_with_audit(
-                session,
-                row_id=token_id,
-                expected_access_ciphertext="v1.t1.not-what-is-stored",
-                values={"refresh_count": 99},
-                audit_rows=[audit],
-                activate=(provider_id, utcnow()),
-            )
+        swap: dict[str, Any] = {
+            "row_id": token_id,
+            "expected_access_ciphertext": "v1.t1.not-what-is-stored",
+            "values": {"refresh_count": 99, "updated_at": utcnow()},
+            "audit_rows": [audit],
+            "activate": (provider_id, utcnow()),
+        }
+        if backend_name == "postgresql":
+            engine = connections.resources.engine
+            swapped = await token_statements.swap_tokens_with_audit_direct(engine, **swap)
+        else:
+            async with statement_scope(connections.resources) as session:
+                swapped = await repo.swap_tokens_with_audit(session, **swap)
 
         assert swapped is False
         assert (

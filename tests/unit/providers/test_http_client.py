@@ -515,3 +515,11 @@ class TestClientFactory:
         assert context.verify_mode == ssl.CERT_REQUIRED
         assert context.check_hostname is True
         assert context.cert_store_stats()["x509_ca"] == baseline + 1
+
+
+def test_httpcore_detects_the_event_loop_without_a_failed_import() -> None:
+    # httpcore runs `import sniffio` in every lock and event it creates; when the package is
+    # missing, each of those imports searches sys.path and fails (~36 µs, several per request).
+    import importlib.util
+
+    assert importlib.util.find_spec("sniffio") is not None

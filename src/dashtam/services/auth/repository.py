@@ -14,12 +14,11 @@ from typing import Any
 
 from sqlalchemy import Row, Table, bindparam, case, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlmodel import SQLModel
 
-from dashtam.core.database import asyncpg_connection
+from dashtam.core.database import DriverStatement, asyncpg_connection
 from dashtam.core.types import UTCDateTime
 from dashtam.models.auth import (
     AuthSession,
@@ -111,11 +110,8 @@ _PRINCIPAL = (
     .select_from(users.outerjoin(auth_sessions, _S.id == bindparam("session_id")))
     .where(_U.id == bindparam("user_id"))
 )
-#: `_PRINCIPAL` compiled once in asyncpg's own dialect (`$n` parameters), for
-#: `read_principal`, with the order its two ids bind in.
-_PRINCIPAL_ASYNCPG = _PRINCIPAL.compile(dialect=asyncpg_dialect())  # type: ignore[no-untyped-call]
-_PRINCIPAL_SQL_ASYNCPG = str(_PRINCIPAL_ASYNCPG)
-_PRINCIPAL_PARAMS_ASYNCPG = tuple(_PRINCIPAL_ASYNCPG.positiontup or ())
+#: `_PRINCIPAL` compiled once for the driver (`read_principal` on PostgreSQL).
+_PRINCIPAL_DRIVER = DriverStatement.compile(_PRINCIPAL)
 
 
 async def read_principal(
@@ -133,9 +129,7 @@ async def read_principal(
     if engine.dialect.driver == "asyncpg":
         async with asyncpg_connection(engine) as driver:
             ids = {"user_id": user_id, "session_id": session_id}
-            record = await driver.fetchrow(
-                _PRINCIPAL_SQL_ASYNCPG, *(ids[name] for name in _PRINCIPAL_PARAMS_ASYNCPG)
-            )
+            record = await driver.fetchrow(_PRINCIPAL_DRIVER.sql, *_PRINCIPAL_DRIVER.arguments(ids))
         return dict(record.items()) if record is not None else None
     async with engine.begin() as connection:
         result = await connection.execute(

@@ -16,13 +16,10 @@ from typing import Any
 from sqlalchemy import (
     Row,
     delete,
-    exists,
     func,
     insert,
-    literal,
     select,
     tuple_,
-    union_all,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -127,54 +124,6 @@ async def delete_provider(session: AsyncSession, *, provider_id: uuid.UUID) -> N
     await session.execute(stmt.execution_options(**_NO_SYNC))
 
 
-# --- a provider with its tokens (one statement) ----------------------------------------------
-
-#: What the token lifecycle needs from a provider and its token row, read together.
-_CONNECTION_COLUMNS: tuple[Any, ...] = (
-    col(Provider.user_id),
-    col(Provider.provider_key),
-    col(Provider.status),
-    col(Provider.connected_at),
-    col(ProviderToken.id).label("token_id"),
-    col(ProviderToken.access_token_encrypted),
-    col(ProviderToken.refresh_token_encrypted),
-    col(ProviderToken.key_id),
-    col(ProviderToken.access_expires_at),
-    col(ProviderToken.refresh_expires_at),
-    col(ProviderToken.scope),
-    col(ProviderToken.refresh_count),
-    col(ProviderToken.refreshed_at),
-)
-
-
-async def read_connection(
-    session: AsyncSession, *, provider_id: uuid.UUID, user_id: uuid.UUID | None = None
-) -> Row[Any] | None:
-    """A provider and its token row (token columns None when it has none), in one SELECT.
-
-    Plain columns rather than ORM objects: nothing is added to the identity map, so the row
-    is cheap to read and can never be flushed back by accident.
-
-    Args:
-        provider_id: The provider.
-        user_id: Also require this owner (user-scoped callers): another user's provider reads
-            as missing.
-
-    Returns:
-        The row (`user_id`, `provider_key`, `status`, `connected_at`, `token_id`,
-        `access_token_encrypted`, … `refreshed_at`), or None when there is no such provider.
-    """
-    stmt = (
-        select(*_CONNECTION_COLUMNS)
-        .select_from(Provider)
-        .outerjoin(ProviderToken, col(ProviderToken.provider_id) == col(Provider.id))
-        .where(col(Provider.id) == provider_id)
-    )
-    if user_id is not None:
-        stmt = stmt.where(col(Provider.user_id) == user_id)
-    return (await session.execute(stmt)).one_or_none()
-
-
 async def activate_provider(
     session: AsyncSession, *, provider_id: uuid.UUID, now: datetime
 ) -> bool:
@@ -273,10 +222,8 @@ async def swap_tokens_with_audit(
 ) -> bool:
     """`update_tokens_if_unchanged`, plus its audit rows (and status) only if it swapped.
 
-    PostgreSQL: one statement (the swap and the status change as data-modifying CTEs, the
-    audit rows inserted only when the swap returned a row), atomic on its own, so it needs
-    no BEGIN/COMMIT round trips. Elsewhere (SQLite): the same writes one after the other;
-    the caller's unit of work makes them atomic.
+    The writes one after the other: the caller's unit of work makes them atomic. (PostgreSQL
+    runs them as one statement on the driver: `token_statements.swap_tokens_with_audit_direct`.)
 
     Args:
         audit_rows: Column values of the audit rows (`audit.audit_values`), at least one.
@@ -286,56 +233,23 @@ async def swap_tokens_with_audit(
         True when the row was swapped (and everything else written); False when another
         writer got there first (nothing written).
     """
-    if session.get_bind().dialect.name != "postgresql":
-        swapped = await update_tokens_if_unchanged(
-            session,
-            row_id=row_id,
-            expected_access_ciphertext=expected_access_ciphertext,
-            values=values,
-        )
-        if swapped:
-            if activate is not None:
-                await set_provider_status(
-                    session,
-                    provider_id=activate[0],
-                    status=ProviderStatus.ACTIVE.value,
-                    last_error=None,
-                    now=activate[1],
-                )
-            await session.execute(insert(ProviderAuditLog), list(audit_rows))
-        return swapped
-    swap = (
-        update(ProviderToken)
-        .where(
-            col(ProviderToken.id) == row_id,
-            col(ProviderToken.access_token_encrypted) == expected_access_ciphertext,
-        )
-        .values(**values)
-        .returning(col(ProviderToken.id))
-        .cte("swapped")
+    swapped = await update_tokens_if_unchanged(
+        session,
+        row_id=row_id,
+        expected_access_ciphertext=expected_access_ciphertext,
+        values=values,
     )
-    did_swap = exists(select(swap.c.id))
-    table = ProviderAuditLog.__table__  # type: ignore[attr-defined]
-    names = list(audit_rows[0])
-    rows = [
-        select(*(literal(row[name], type_=table.c[name].type) for name in names)).where(did_swap)
-        for row in audit_rows
-    ]
-    stmt = (
-        insert(ProviderAuditLog)
-        .from_select(names, rows[0] if len(rows) == 1 else union_all(*rows))
-        .returning(col(ProviderAuditLog.id))
-    )
-    if activate is not None:
-        activated = (
-            update(Provider)
-            .where(col(Provider.id) == activate[0], did_swap)
-            .values(status=ProviderStatus.ACTIVE.value, last_error=None, updated_at=activate[1])
-            .cte("activated")
-        )
-        stmt = stmt.add_cte(activated)
-    result = await session.execute(stmt.execution_options(**_NO_SYNC))
-    return len(result.all()) > 0
+    if swapped:
+        if activate is not None:
+            await set_provider_status(
+                session,
+                provider_id=activate[0],
+                status=ProviderStatus.ACTIVE.value,
+                last_error=None,
+                now=activate[1],
+            )
+        await session.execute(insert(ProviderAuditLog), list(audit_rows))
+    return swapped
 
 
 async def delete_tokens(session: AsyncSession, *, provider_id: uuid.UUID) -> int:

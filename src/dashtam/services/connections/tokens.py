@@ -59,6 +59,10 @@ from dashtam.services.connections.audit import (
 )
 from dashtam.services.connections.context import providers_of, statement_scope, vault_of
 from dashtam.services.connections.errors import NotConnected, ProviderNotFound, TokenRefreshBusy
+from dashtam.services.connections.token_statements import (
+    read_connection,
+    swap_tokens_with_audit_direct,
+)
 
 logger = logging.getLogger("dashtam.connections.tokens")
 
@@ -399,8 +403,9 @@ class TokenManager:
         On PostgreSQL the SELECT runs outside any transaction (one round trip); the writes
         that follow compare-and-swap on what it read, so no lock or transaction is needed.
         """
-        async with statement_scope(self._resources) as session:
-            row = await repo.read_connection(session, provider_id=provider_id, user_id=user_id)
+        row = await read_connection(
+            self._resources.engine, provider_id=provider_id, user_id=user_id
+        )
         if row is None:
             raise ProviderNotFound()
         owner, key, status = row.user_id, row.provider_key, row.status
@@ -408,11 +413,15 @@ class TokenManager:
             raise ReauthRequired(provider=key, reason="reauth_required")
         if row.token_id is None or status in (ProviderStatus.PENDING, ProviderStatus.DISCONNECTED):
             raise NotConnected()
+        # A token row always has these (NOT NULL); only the outer join makes them optional.
+        sealed_access, refresh_count = row.access_token_encrypted, row.refresh_count
+        if sealed_access is None or refresh_count is None:  # pragma: no cover - schema says no
+            raise NotConnected()
         vault = vault_of(self._resources)
         bound = str(row.token_id)
         try:
             access = vault.decrypt(
-                row.access_token_encrypted, table=TOKENS_TABLE, column=ACCESS_COLUMN, row_id=bound
+                sealed_access, table=TOKENS_TABLE, column=ACCESS_COLUMN, row_id=bound
             )
             refresh = (
                 vault.decrypt(
@@ -437,7 +446,7 @@ class TokenManager:
                 provider_id,
                 owner,
                 key,
-                expected=row.access_token_encrypted,
+                expected=sealed_access,
                 reason="stored_tokens_unreadable",
             )
             raise ReauthRequired(provider=key, reason="stored_tokens_unreadable") from exc
@@ -449,11 +458,11 @@ class TokenManager:
             row_id=row.token_id,
             access_token=access,
             refresh_token=refresh,
-            access_ciphertext=row.access_token_encrypted,
+            access_ciphertext=sealed_access,
             access_expires_at=row.access_expires_at,
             refresh_expires_at=row.refresh_expires_at,
             scope=row.scope,
-            refresh_count=row.refresh_count,
+            refresh_count=refresh_count,
             refreshed_at=row.refreshed_at,
             connected_at=row.connected_at,
         )
@@ -528,16 +537,28 @@ class TokenManager:
             actions.append(AuditAction.TOKEN_ROTATED)
         audit_rows = [self._audit_values(snapshot, action, details=details) for action in actions]
         activate = (snapshot.provider_id, now) if snapshot.status != ProviderStatus.ACTIVE else None
-        # One statement on PostgreSQL (no transaction to open); a unit of work on SQLite.
-        async with statement_scope(self._resources) as session:
-            swapped = await repo.swap_tokens_with_audit(
-                session,
+        # One statement on the driver on PostgreSQL (no transaction to open); a unit of work
+        # on SQLite.
+        engine = self._resources.engine
+        if engine.dialect.driver == "asyncpg":
+            swapped = await swap_tokens_with_audit_direct(
+                engine,
                 row_id=snapshot.row_id,
                 expected_access_ciphertext=snapshot.access_ciphertext,
                 values=values,
                 audit_rows=audit_rows,
                 activate=activate,
             )
+        else:
+            async with statement_scope(self._resources) as session:
+                swapped = await repo.swap_tokens_with_audit(
+                    session,
+                    row_id=snapshot.row_id,
+                    expected_access_ciphertext=snapshot.access_ciphertext,
+                    values=values,
+                    audit_rows=audit_rows,
+                    activate=activate,
+                )
         if not swapped:
             log_event(
                 logger,
