@@ -256,6 +256,41 @@ async def token_exchange(ctx: FlowContext) -> FlowStep:
     return FlowStep(run=run, before=before)
 
 
+async def institution_hops(ctx: FlowContext) -> FlowStep:
+    """Time only the institution's share of the journey: its login page and form (untimed start).
+
+    Not Dashtam's work: these are the two requests a browser makes to the institution between
+    our authorization start and the redirect to our callback. Measured next to the same bare
+    exchange, they bound the journey from below before any of Dashtam's own work.
+    """
+    system = await start_system(ctx, with_callback=False)
+    ctx.state["system"] = system
+    api = await ctx.client(system.api_url)
+    browser = await ctx.client(follow_redirects=False, timeout=60)
+    path = f"{API}/providers/{system.provider_id}/authorization"
+    pages: list[str] = []
+
+    async def before() -> None:
+        started = expect(await api.post(path, headers=system.headers), 201)
+        pages.append(started.json()["authorization_url"])
+
+    async def run() -> None:
+        page = expect(await browser.get(pages.pop(), headers={"Accept": "text/html"}), 200)
+        form = LoginForm()
+        form.feed(page.text)
+        if form.action is None:
+            raise FlowFailed("the simulator's login page has no form")
+        fields = form.fields | {"username": SIM_USER, "password": SIM_PASSWORD, "action": "login"}
+        redirect = await browser.post(
+            urljoin(str(page.url), form.action), data=fields, headers={"Accept": "text/html"}
+        )
+        if redirect.status_code not in (302, 303):
+            raise FlowFailed(f"the login form answered {redirect.status_code}, not a redirect")
+        code_from_redirect(redirect.headers["location"])
+
+    return FlowStep(run=run, before=before)
+
+
 # --- refresh_vs_plain -------------------------------------------------------------------------
 
 
@@ -335,6 +370,16 @@ SCENARIOS = (
         notes="rate = iterations/s of timed work, one at a time; 0.33 = the journey takes at "
         "most 3x the exchange; the same provider is re-authorized each iteration; the "
         "reference's fresh code (simulator login) is fetched untimed",
+    ),
+    Scenario(
+        name="connect_institution_hops",
+        description="the institution's login page and form (the browser's part of the connect "
+        "journey at the simulator) vs the bare simulator code exchange",
+        subject=PythonFlow(setup=institution_hops, min_iterations=50),
+        reference=PythonFlow(setup=token_exchange, min_iterations=50),
+        notes="no target: context for connect_round_trip. The journey contains these two "
+        "requests plus the exchange, so its ratio to the exchange is at least 1 + this p50 "
+        "ratio before any of Dashtam's own requests",
     ),
     Scenario(
         name="refresh_vs_plain",

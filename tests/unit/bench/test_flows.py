@@ -138,6 +138,9 @@ class TestFlowScenarios:
         assert registry["refresh_vs_plain"].kind == "flow_vs_flow"
         assert registry["connect_round_trip"].target == Target(min_rps_ratio=1 / 3)
         assert registry["refresh_vs_plain"].target == Target(min_rps_ratio=0.5)
+        # Context for the connect journey: reported, never judged.
+        assert registry["connect_institution_hops"].kind == "flow_vs_flow"
+        assert registry["connect_institution_hops"].target is None
 
 
 LOGIN_PAGE = """<html><body><h1>Log in</h1>
