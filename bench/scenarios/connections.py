@@ -79,6 +79,18 @@ class LoginForm(HTMLParser):
             self._inside = False
 
 
+async def submit_login(browser: httpx.AsyncClient, page: httpx.Response) -> httpx.Response:
+    """Fill in and post the simulator's login form, as a person in a browser would."""
+    form = LoginForm()
+    form.feed(page.text)
+    if form.action is None:
+        raise FlowFailed("the simulator's login page has no form")
+    fields = form.fields | {"username": SIM_USER, "password": SIM_PASSWORD, "action": "login"}
+    return await browser.post(
+        urljoin(str(page.url), form.action), data=fields, headers={"Accept": "text/html"}
+    )
+
+
 def code_from_redirect(location: str) -> tuple[str, str]:
     """`(code, state)` from the institution's redirect to the callback URL."""
     query = parse_qs(urlsplit(location).query)
@@ -209,17 +221,7 @@ async def connect_journey(ctx: FlowContext) -> FlowStep:
             await browser.get(started.json()["authorization_url"], headers={"Accept": "text/html"}),
             200,
         )
-        form = LoginForm()
-        form.feed(page.text)
-        if form.action is None:
-            raise FlowFailed("the simulator's login page has no form")
-        fields = form.fields | {"username": SIM_USER, "password": SIM_PASSWORD, "action": "login"}
-        result = expect(
-            await browser.post(
-                urljoin(str(page.url), form.action), data=fields, headers={"Accept": "text/html"}
-            ),
-            200,
-        )
+        result = expect(await submit_login(browser, page), 200)
         if 'data-outcome="connected"' not in result.text:
             raise FlowFailed(f"the callback page does not say connected: {result.text[:300]}")
 
@@ -276,14 +278,7 @@ async def institution_hops(ctx: FlowContext) -> FlowStep:
 
     async def run() -> None:
         page = expect(await browser.get(pages.pop(), headers={"Accept": "text/html"}), 200)
-        form = LoginForm()
-        form.feed(page.text)
-        if form.action is None:
-            raise FlowFailed("the simulator's login page has no form")
-        fields = form.fields | {"username": SIM_USER, "password": SIM_PASSWORD, "action": "login"}
-        redirect = await browser.post(
-            urljoin(str(page.url), form.action), data=fields, headers={"Accept": "text/html"}
-        )
+        redirect = await submit_login(browser, page)
         if redirect.status_code not in (302, 303):
             raise FlowFailed(f"the login form answered {redirect.status_code}, not a redirect")
         code_from_redirect(redirect.headers["location"])

@@ -539,26 +539,19 @@ class TokenManager:
         activate = (snapshot.provider_id, now) if snapshot.status != ProviderStatus.ACTIVE else None
         # One statement on the driver on PostgreSQL (no transaction to open); a unit of work
         # on SQLite.
+        swap: dict[str, Any] = {
+            "row_id": snapshot.row_id,
+            "expected_access_ciphertext": snapshot.access_ciphertext,
+            "values": values,
+            "audit_rows": audit_rows,
+            "activate": activate,
+        }
         engine = self._resources.engine
         if engine.dialect.driver == "asyncpg":
-            swapped = await swap_tokens_with_audit_direct(
-                engine,
-                row_id=snapshot.row_id,
-                expected_access_ciphertext=snapshot.access_ciphertext,
-                values=values,
-                audit_rows=audit_rows,
-                activate=activate,
-            )
+            swapped = await swap_tokens_with_audit_direct(engine, **swap)
         else:
             async with statement_scope(self._resources) as session:
-                swapped = await repo.swap_tokens_with_audit(
-                    session,
-                    row_id=snapshot.row_id,
-                    expected_access_ciphertext=snapshot.access_ciphertext,
-                    values=values,
-                    audit_rows=audit_rows,
-                    activate=activate,
-                )
+                swapped = await repo.swap_tokens_with_audit(session, **swap)
         if not swapped:
             log_event(
                 logger,
