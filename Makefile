@@ -96,8 +96,15 @@ test-smoke: install ## Smoke tests against live processes over HTTPS
 	$(BIN)/pytest -p no:cacheprovider tests/smoke $(PYTEST_ARGS)
 
 .PHONY: bench
-bench: install certs ## Benchmarks (see bench/README.md)
+bench: install certs ## Benchmarks (see bench/README.md); without BENCH_ARGS also the whale sync
 	$(BIN)/python -m bench $(BENCH_ARGS)
+ifeq ($(strip $(BENCH_ARGS)),)
+	$(BIN)/python -m bench.scenarios.sync
+endif
+
+.PHONY: bench-sync
+bench-sync: install ## The whale's initial sync and re-sync (BENCH_DATABASE_URL, default dashtam_bench_sync)
+	$(BIN)/python -m bench.scenarios.sync
 
 .PHONY: docs
 docs: install ## Build the documentation site (strict: broken links fail)
