@@ -18,7 +18,7 @@ from dashtam.core.kv import KeyValueStore, RedisKeyValueStore
 from dashtam.core.observability import metrics
 from dashtam.core.ratelimit import RateLimiter, client_ip, rate_limit_headers
 from dashtam.core.request_context import current_request_id, set_user_id
-from dashtam.core.state import AppResources
+from dashtam.core.state import AppResources, statement_scope
 from dashtam.core.tokens import InvalidAccessToken
 from dashtam.core.types import utcnow
 from dashtam.services.auth.errors import TooManyAttempts
@@ -62,12 +62,7 @@ async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
     ordinary unit of work.
     """
     resources: AppResources = request.app.state.resources
-    factory = resources.read_session_factory
-    if factory is None:
-        async with session_scope(resources.session_factory) as session:
-            yield session
-        return
-    async with factory() as session:
+    async with statement_scope(resources) as session:
         yield session
 
 

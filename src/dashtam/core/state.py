@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from dashtam.core.config import Settings
-from dashtam.core.database import SessionFactory
+from dashtam.core.database import SessionFactory, session_scope
 from dashtam.core.kv import KeyValueStore
 
 logger = logging.getLogger("dashtam.app")
@@ -50,3 +51,22 @@ class AppResources:
                 # One failing hook must not leave the database and KV connections open.
                 logger.exception("app.closer_failed")
         self.closers.clear()
+
+
+@asynccontextmanager
+async def statement_scope(resources: AppResources) -> AsyncIterator[AsyncSession]:
+    """A session for statements that each stand alone (a read, a single-statement claim).
+
+    On PostgreSQL every statement commits on its own (autocommit): no BEGIN and COMMIT round
+    trips, and no transaction stays open between statements. Only use it where each statement
+    is atomic by itself and nothing must roll back together. On SQLite (no autocommit factory)
+    it is an ordinary unit of work, so it takes the write lock like any other: never open one
+    while another unit of work is open in the same task.
+    """
+    factory = resources.read_session_factory
+    if factory is None:
+        async with session_scope(resources.session_factory) as session:
+            yield session
+        return
+    async with factory() as session:
+        yield session

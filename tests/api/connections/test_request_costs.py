@@ -20,12 +20,12 @@ import pytest
 from sqlalchemy import event, select, update
 from sqlmodel import col
 
+from dashtam.core.state import statement_scope
 from dashtam.core.types import utcnow
 from dashtam.models.provider import OAuthState, Provider, ProviderToken
 from dashtam.services.connections import repository as repo
 from dashtam.services.connections import token_statements
 from dashtam.services.connections.audit import AuditAction, audit_values
-from dashtam.services.connections.context import statement_scope
 from dashtam.services.sync import runs
 from tests.integration.connections.harness import API, Rig
 

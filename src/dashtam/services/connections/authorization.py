@@ -34,7 +34,7 @@ from dashtam.core.database import session_scope
 from dashtam.core.errors import TooManyRequests
 from dashtam.core.logging import log_event
 from dashtam.core.observability import metrics
-from dashtam.core.state import AppResources
+from dashtam.core.state import AppResources, statement_scope
 from dashtam.core.tokens import new_opaque_token
 from dashtam.core.types import utcnow
 from dashtam.models.provider import OAuthState, ProviderStatus
@@ -58,7 +58,6 @@ from dashtam.services.connections.context import (
     hasher_of,
     limiter_of,
     providers_of,
-    statement_scope,
     vault_of,
 )
 from dashtam.services.connections.errors import AuthorizationRefused, InvalidState

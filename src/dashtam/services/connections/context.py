@@ -7,14 +7,8 @@ missing piece once and caches it there.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from dashtam.core.config import ConfigurationError
 from dashtam.core.crypto import TokenVault
-from dashtam.core.database import session_scope
 from dashtam.core.ratelimit import RateLimiter
 from dashtam.core.state import AppResources
 from dashtam.core.tokens import KeyedHasher, build_keyed_hasher
@@ -71,22 +65,3 @@ def limiter_of(resources: AppResources) -> RateLimiter:
 def providers_of(resources: AppResources) -> ProviderRegistry:
     """The provider registry."""
     return registry_from(resources)
-
-
-@asynccontextmanager
-async def statement_scope(resources: AppResources) -> AsyncIterator[AsyncSession]:
-    """A session for statements that each stand alone (a read, a single-statement claim).
-
-    On PostgreSQL every statement commits on its own (autocommit): no BEGIN and COMMIT round
-    trips, and no transaction stays open between statements. Only use it where each statement
-    is atomic by itself and nothing must roll back together. On SQLite (no autocommit factory)
-    it is an ordinary unit of work, so it takes the write lock like any other: never open one
-    while another unit of work is open in the same task.
-    """
-    factory = resources.read_session_factory
-    if factory is None:
-        async with session_scope(resources.session_factory) as session:
-            yield session
-        return
-    async with factory() as session:
-        yield session

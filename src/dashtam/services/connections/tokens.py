@@ -37,7 +37,7 @@ from dashtam.core.database import session_scope
 from dashtam.core.kv import KeyValueUnavailable, LockNotAcquired
 from dashtam.core.logging import log_event
 from dashtam.core.observability import metrics
-from dashtam.core.state import AppResources
+from dashtam.core.state import AppResources, statement_scope
 from dashtam.core.types import utcnow
 from dashtam.models.provider import ProviderStatus
 from dashtam.providers.base import Provider as ProviderClient
@@ -57,7 +57,7 @@ from dashtam.services.connections.audit import (
     log_recorded,
     record,
 )
-from dashtam.services.connections.context import providers_of, statement_scope, vault_of
+from dashtam.services.connections.context import providers_of, vault_of
 from dashtam.services.connections.errors import NotConnected, ProviderNotFound, TokenRefreshBusy
 from dashtam.services.connections.token_statements import (
     read_connection,
