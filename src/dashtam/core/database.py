@@ -10,6 +10,7 @@ updates.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -30,6 +31,9 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.util import greenlet_spawn
 
 from dashtam.core.config import Settings
+from dashtam.core.logging import log_event
+
+logger = logging.getLogger(__name__)
 
 SessionFactory = async_sessionmaker[AsyncSession]
 AfterCommitHook = Callable[[], Any]
@@ -57,6 +61,24 @@ def _install_sqlite_hooks(engine: AsyncEngine, *, foreign_keys: bool) -> None:
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    @event.listens_for(engine.sync_engine, "close")
+    def _on_close(dbapi_connection: Any, _record: Any) -> None:
+        # A task cancelled mid-statement gets its connection invalidated and closed without a
+        # rollback. Python's sqlite3 closes with sqlite3_close_v2, which keeps a connection
+        # whose interrupted statement is still referenced (by the cancelled traceback) alive
+        # as a zombie, transaction and write lock included, until the garbage collector
+        # frees that cursor: every other writer meanwhile fails with "database is locked".
+        # Rolling back first releases the lock at once (SQLite aborts the pending read).
+        try:
+            dbapi_connection.rollback()
+        except Exception as exc:  # the close that follows releases whatever it still can
+            log_event(
+                logger,
+                "database.rollback_before_close_failed",
+                logging.DEBUG,
+                error_type=type(exc).__name__,
+            )
 
 
 def create_engine(
