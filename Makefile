@@ -67,7 +67,7 @@ migrate-create: install ## Autogenerate a migration: make migrate-create MSG="ad
 lint: install ## ruff check, ruff format --check, mypy
 	$(BIN)/ruff check src tests bench alembic
 	$(BIN)/ruff format --check src tests bench alembic
-	$(BIN)/mypy src
+	$(BIN)/mypy src bench
 
 .PHONY: format
 format: install ## Format and auto-fix the code

@@ -86,7 +86,7 @@ def format_result(result: ScenarioResult) -> str:
                 )
             )
     target = result.target.describe() if result.target else "none (report only)"
-    verdict = result.verdict
+    verdict: str = result.verdict
     if result.reasons:
         verdict += ": " + "; ".join(result.reasons)
     lines.append(f"  target: {target}  ->  {verdict}")

@@ -12,7 +12,7 @@ import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +92,7 @@ def run_scenario(scenario: Scenario, config: RunConfig) -> ScenarioResult:
         notes=scenario.notes,
     )
     workdir = config.results_dir / scenario.name
+    config = scenario_config(scenario, config)
     state: dict[str, Any] = {}
     result.busy_before = other_runnable()
     try:
@@ -109,6 +110,13 @@ def run_scenario(scenario: Scenario, config: RunConfig) -> ScenarioResult:
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "error.log").write_text(traceback.format_exc())
     return result.decide()
+
+
+def scenario_config(scenario: Scenario, config: RunConfig) -> RunConfig:
+    """The run's settings for one scenario: its minimum measuring window applied."""
+    if scenario.min_duration_s <= config.duration_s:
+        return config
+    return replace(config, duration_s=scenario.min_duration_s)
 
 
 def _measure_side(

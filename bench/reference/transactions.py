@@ -45,7 +45,7 @@ def list_sql() -> str:
         .order_by(t.posted_at.desc(), t.id.desc())
         .limit(bindparam("limit"))
     )
-    compiled = stmt.compile(dialect=asyncpg_dialect.dialect())
+    compiled = stmt.compile(dialect=asyncpg_dialect.dialect())  # type: ignore[no-untyped-call]
     order = tuple(compiled.positiontup or ())
     if order != LIST_PARAMS:
         raise RuntimeError(f"unexpected parameter order {order}")

@@ -367,6 +367,10 @@ class Scenario:
         notes: Caveats printed under the table.
         connections: Overrides `--connections` (e.g. fewer for slow endpoints).
         timeout_s: wrk's per-request timeout; slower answers count as errors.
+        min_duration_s: Measure each side at least this long, whatever `--duration` says. A
+            slow endpoint needs it: the window ends with up to one request in flight per
+            connection, uncounted, and a 10 s window of ~10 req/s counts only ~100 requests,
+            so one run to the next swings by more than the margin a target leaves.
     """
 
     name: str
@@ -377,12 +381,15 @@ class Scenario:
     notes: str = ""
     connections: int | None = None
     timeout_s: float = 10.0
+    min_duration_s: int = 0
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier() or self.name.lower() != self.name:
             raise ValueError(f"scenario name must be lower_snake_case: {self.name!r}")
         if self.target is not None and self.reference is None:
             raise ValueError(f"{self.name}: a target needs a reference to compare with")
+        if self.min_duration_s < 0:
+            raise ValueError(f"{self.name}: min_duration_s must not be negative")
         # A function's per-call time is not a request latency under load: no p99 ratio then.
         if (
             self.target is not None

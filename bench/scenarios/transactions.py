@@ -53,7 +53,10 @@ COPY_BATCH = 50_000
 
 #: `transactions` columns written by `transaction_rows`, in tuple order.
 # Derived from the model (one source of truth); the unit tests fail if the row tuples drift.
-COPY_COLUMNS: tuple[str, ...] = tuple(column.name for column in Transaction.__table__.columns)
+COPY_COLUMNS: tuple[str, ...] = tuple(
+    column.name
+    for column in Transaction.__table__.columns  # type: ignore[attr-defined]
+)
 
 _TYPES = ("trade", "dividend", "interest", "deposit", "withdrawal", "transfer", "fee", "other")
 _SYMBOLS = ("AAPL", "MSFT", "VTI", "BND", "NVDA", "GOOG", "AMZN")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from bench.runner import RunConfig, scenario_config
 from bench.scenarios import UnknownScenarioError, build_registry, discover, select
 from bench.scenarios.base import (
     DashtamHttp,
@@ -104,6 +105,39 @@ class TestParts:
         )
         sqlite = context({"VAR_DIR": str(tmp_path / "var")}).database_url
         assert sqlite == f"sqlite+aiosqlite:///{(tmp_path / 'var' / 'dashtam.db').as_posix()}"
+
+
+class TestMinimumDuration:
+    @staticmethod
+    def config(duration_s: int, tmp_path: Path) -> RunConfig:
+        return RunConfig(
+            duration_s=duration_s,
+            warmup_s=3,
+            connections=50,
+            threads=2,
+            backend="embedded",
+            environment="development",
+            results_dir=tmp_path,
+            certs_dir=tmp_path,
+            secrets={},
+        )
+
+    def test_a_slow_scenario_is_measured_for_at_least_its_minimum(self, tmp_path: Path) -> None:
+        config = self.config(10, tmp_path)
+        assert scenario_config(make(min_duration_s=30), config).duration_s == 30
+        assert scenario_config(make(min_duration_s=30), config).warmup_s == 3
+
+    def test_a_longer_requested_window_wins(self, tmp_path: Path) -> None:
+        config = self.config(60, tmp_path)
+        assert scenario_config(make(min_duration_s=30), config) is config
+        assert scenario_config(make(), self.config(5, tmp_path)).duration_s == 5
+
+    def test_negative_minimum_is_refused(self) -> None:
+        with pytest.raises(ValueError, match="min_duration_s"):
+            make(min_duration_s=-1)
+
+    def test_login_is_measured_long_enough_to_count_hundreds_of_requests(self) -> None:
+        assert discover()["auth_login"].min_duration_s >= 30
 
 
 class TestRegistry:
