@@ -10,11 +10,18 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from bench import backends
-from bench.report import format_header, format_result, format_summary, write_json
-from bench.results import ScenarioResult
+from bench.report import (
+    format_header,
+    format_repeat_summary,
+    format_result,
+    format_summary,
+    write_json,
+)
+from bench.results import RepeatedResult, ScenarioResult
 from bench.runner import RunConfig, run_scenario
 from bench.scenarios import UnknownScenarioError, discover, select
 from bench.tools import REPO_ROOT, ToolError, ensure_wrk, machine_facts
@@ -47,6 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("development", "test", "production"),
         default="development",
         help="ENVIRONMENT of the Dashtam process",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="measure each scenario N times and judge the median ratios",
     )
     parser.add_argument("--list", action="store_true", help="list scenarios and exit")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write results as JSON")
@@ -124,31 +138,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"  run files (logs, Lua scripts, stores): {config.results_dir}\n", flush=True)
 
     results: list[ScenarioResult] = []
+    repeats: list[RepeatedResult] = []
     for scenario in scenarios:
-        result = run_scenario(scenario, config)
-        results.append(result)
-        print(f"[{scenario.name}] done: {result.verdict}", flush=True)
+        runs: list[ScenarioResult] = []
+        for index in range(args.repeat):
+            run_config = repeat_config(config, index, args.repeat)
+            result = run_scenario(scenario, run_config)
+            runs.append(result)
+            print(f"[{scenario.name}] done: {result.verdict}", flush=True)
+        results.extend(runs)
+        repeats.append(RepeatedResult(runs))
 
     print("\n" + format_header(facts) + "\n")
     for result in results:
         print(format_result(result) + "\n")
     print(format_summary(results))
+    if args.repeat > 1:
+        print("\n" + format_repeat_summary(repeats))
     run_settings = {
         "duration_s": args.duration,
         "warmup_s": args.warmup,
         "connections": args.connections,
         "threads": args.threads,
+        "repeat": args.repeat,
         "environment": args.environment,
         "started": stamp,
     }
     json_path = args.json or config.results_dir / "results.json"
-    write_json(json_path, results, facts, run_settings)
+    write_json(json_path, results, facts, run_settings, repeats if args.repeat > 1 else ())
     print(f"\nresults written to {json_path}")
     failed = [r.name for r in results if r.verdict in ("ERROR", "INVALID")]
     if failed:
         print(f"not measured properly: {', '.join(failed)} (see logs in {config.results_dir})")
         return 1
     return 0
+
+
+def repeat_config(config: RunConfig, index: int, repeat: int) -> RunConfig:
+    """The settings of run `index` (0-based) of `repeat`: each repeated run files apart."""
+    if repeat == 1:
+        return config
+    return replace(config, results_dir=config.results_dir / f"run-{index + 1}")
 
 
 def _has_http_reference(scenario: object) -> bool:

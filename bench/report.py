@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.results import Measurement, ScenarioResult
+from bench.results import Measurement, RepeatedResult, ScenarioResult
 
 _HEADER = ("side", "req/s", "p50 ms", "p90 ms", "p99 ms", "errors", "driven by")
 _WIDTHS = (10, 12, 9, 9, 9, 8)
@@ -112,17 +112,38 @@ def format_summary(results: Sequence[ScenarioResult]) -> str:
     return "\n".join(lines)
 
 
+def format_repeat_summary(repeats: Sequence[RepeatedResult]) -> str:
+    """One line per repeated scenario: verdict on the medians, then every run's ratio."""
+    width = max([len(r.name) for r in repeats] + [8])
+    lines = [f"{'scenario'.ljust(width)}  verdict  median req/s  median p99  req/s ratio by run"]
+    for repeat in repeats:
+        verdict, reasons = repeat.verdict()
+        by_run = ", ".join(format_ratio(r) for r in repeat.rate_ratios) or "-"
+        line = (
+            f"{repeat.name.ljust(width)}  {verdict.ljust(7)}  "
+            f"{format_ratio(repeat.median_rate_ratio).rjust(12)}  "
+            f"{format_ratio(repeat.median_p99_ratio).rjust(10)}  {by_run}"
+        )
+        if reasons:
+            line += f"  ({'; '.join(reasons)})"
+        lines.append(line)
+    return "\n".join(lines)
+
+
 def write_json(
     path: Path,
     results: Sequence[ScenarioResult],
     facts: Mapping[str, Any],
     settings: Mapping[str, Any],
+    repeats: Sequence[RepeatedResult] = (),
 ) -> None:
-    """Write machine facts, run settings and every result to `path`."""
+    """Write machine facts, run settings, every result (and repeat summaries) to `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    document = {
+    document: dict[str, Any] = {
         "machine": dict(facts),
         "settings": dict(settings),
         "results": [r.to_dict() for r in results],
     }
+    if repeats:
+        document["repeats"] = [r.to_dict() for r in repeats]
     path.write_text(json.dumps(document, indent=2) + "\n")

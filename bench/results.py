@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -143,29 +144,115 @@ def evaluate(result: ScenarioResult) -> tuple[Verdict, list[str]]:
     ]
     if invalid:
         return "INVALID", invalid
-    target = result.target
-    if target is None:
+    if result.target is None:
         return "REPORT", []
+    reasons = missed_thresholds(
+        result.target, result.rate_ratio, result.p99_ratio, result.p50_ratio
+    )
+    return ("MISS" if reasons else "PASS"), reasons
+
+
+def missed_thresholds(
+    target: Target, rate_ratio: float | None, p99_ratio: float | None, p50_ratio: float | None
+) -> list[str]:
+    """The target's thresholds these ratios miss, each with why (empty: all met)."""
     reasons: list[str] = []
     if target.min_rps_ratio is not None:
-        ratio = result.rate_ratio
-        if ratio is None:
+        if rate_ratio is None:
             reasons.append("req/s ratio unavailable")
-        elif ratio < target.min_rps_ratio:
-            reasons.append(f"req/s ratio {ratio:.2f} < {target.min_rps_ratio:.2f}")
+        elif rate_ratio < target.min_rps_ratio:
+            reasons.append(f"req/s ratio {rate_ratio:.2f} < {target.min_rps_ratio:.2f}")
     if target.max_p99_ratio is not None:
-        ratio = result.p99_ratio
-        if ratio is None:
+        if p99_ratio is None:
             reasons.append("p99 ratio unavailable")
-        elif ratio > target.max_p99_ratio:
-            reasons.append(f"p99 ratio {ratio:.2f} > {target.max_p99_ratio:.2f}")
+        elif p99_ratio > target.max_p99_ratio:
+            reasons.append(f"p99 ratio {p99_ratio:.2f} > {target.max_p99_ratio:.2f}")
     if target.max_p50_ratio is not None:
-        ratio = result.p50_ratio
-        if ratio is None:
+        if p50_ratio is None:
             reasons.append("p50 ratio unavailable")
-        elif ratio > target.max_p50_ratio:
-            reasons.append(f"p50 ratio {ratio:.2f} > {target.max_p50_ratio:.2f}")
-    return ("MISS" if reasons else "PASS"), reasons
+        elif p50_ratio > target.max_p50_ratio:
+            reasons.append(f"p50 ratio {p50_ratio:.2f} > {target.max_p50_ratio:.2f}")
+    return reasons
+
+
+@dataclass
+class RepeatedResult:
+    """One scenario measured several times (`--repeat`), judged on the median ratios.
+
+    On a machine whose speed drifts, one run's ratio can land on either side of a target; the
+    median of a few runs, each measuring both sides back to back, is the steadier figure.
+    """
+
+    runs: list[ScenarioResult]
+
+    @property
+    def name(self) -> str:
+        """The scenario's name."""
+        return self.runs[0].name
+
+    @property
+    def rate_ratios(self) -> list[float]:
+        """The runs' req/s ratios (runs without one left out)."""
+        return [r for r in (run.rate_ratio for run in self.runs) if r is not None]
+
+    @property
+    def p99_ratios(self) -> list[float]:
+        """The runs' p99 ratios (runs without one left out)."""
+        return [r for r in (run.p99_ratio for run in self.runs) if r is not None]
+
+    @property
+    def p50_ratios(self) -> list[float]:
+        """The runs' p50 ratios (runs without one left out)."""
+        return [r for r in (run.p50_ratio for run in self.runs) if r is not None]
+
+    @property
+    def median_rate_ratio(self) -> float | None:
+        """The median req/s ratio, None when no run has one."""
+        return _median(self.rate_ratios)
+
+    @property
+    def median_p99_ratio(self) -> float | None:
+        """The median p99 ratio, None when no run has one."""
+        return _median(self.p99_ratios)
+
+    @property
+    def median_p50_ratio(self) -> float | None:
+        """The median p50 ratio, None when no run has one."""
+        return _median(self.p50_ratios)
+
+    def verdict(self) -> tuple[Verdict, list[str]]:
+        """`ERROR`/`INVALID` when any run was; else the target judged on the medians."""
+        for bad in ("ERROR", "INVALID"):
+            failed = [run for run in self.runs if run.verdict == bad]
+            if failed:
+                return bad, [f"{len(failed)} of {len(self.runs)} runs {bad}"]
+        target = self.runs[0].target
+        if target is None:
+            return "REPORT", []
+        reasons = missed_thresholds(
+            target, self.median_rate_ratio, self.median_p99_ratio, self.median_p50_ratio
+        )
+        return ("MISS" if reasons else "PASS"), reasons
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary: every run's ratios, their medians and the verdict."""
+        verdict, reasons = self.verdict()
+        return {
+            "name": self.name,
+            "runs": len(self.runs),
+            "rate_ratios": self.rate_ratios,
+            "p99_ratios": self.p99_ratios,
+            "p50_ratios": self.p50_ratios,
+            "median_rate_ratio": self.median_rate_ratio,
+            "median_p99_ratio": self.median_p99_ratio,
+            "median_p50_ratio": self.median_p50_ratio,
+            "verdict": verdict,
+            "reasons": reasons,
+        }
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
 
 
 def _errors(measurement: Measurement) -> str:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
-from bench.cli import build_parser, format_listing, main
+from bench.cli import build_parser, format_listing, main, repeat_config
+from bench.runner import RunConfig
 from bench.scenarios import discover
 from bench.tools import parse_runnable
 
@@ -18,6 +21,28 @@ class TestParser:
             None,
             False,
         )
+
+    def test_repeat_defaults_to_one_run_and_refuses_zero(self) -> None:
+        assert build_parser().parse_args([]).repeat == 1
+        assert build_parser().parse_args(["--repeat", "3"]).repeat == 3
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["--repeat", "0"])
+
+    def test_repeated_runs_keep_their_files_apart(self, tmp_path: Path) -> None:
+        config = RunConfig(
+            duration_s=10,
+            warmup_s=3,
+            connections=50,
+            threads=2,
+            backend="embedded",
+            environment="development",
+            results_dir=tmp_path,
+            certs_dir=tmp_path,
+            secrets={},
+        )
+        assert repeat_config(config, 0, 1) is config
+        dirs = [repeat_config(config, i, 3).results_dir for i in range(3)]
+        assert dirs == [tmp_path / "run-1", tmp_path / "run-2", tmp_path / "run-3"]
 
     def test_scenario_is_repeatable(self) -> None:
         args = build_parser().parse_args(["--scenario", "a", "--scenario", "b"])

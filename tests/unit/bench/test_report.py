@@ -6,8 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
-from bench.report import format_header, format_result, format_summary, write_json
-from bench.results import Measurement, ScenarioResult
+from bench.report import (
+    format_header,
+    format_repeat_summary,
+    format_result,
+    format_summary,
+    write_json,
+)
+from bench.results import Measurement, RepeatedResult, ScenarioResult
 from bench.scenarios.base import Target
 
 
@@ -186,6 +192,58 @@ class TestTables:
         text = format_header(facts)
         assert "2 cores (AMD EPYC), Python 3.11.7, backend postgres" in text
         assert "share these 2 cores" in text
+
+
+def repeated(*rates: float, target: Target | None = None) -> RepeatedResult:
+    """Runs whose reference served 1,000 req/s and Dashtam `rate` each."""
+    target = target or Target(min_rps_ratio=0.6, max_p99_ratio=4.0)
+    return RepeatedResult(
+        [
+            result(measurement("dashtam", rate, 8), measurement("reference", 1000, 4), target)
+            for rate in rates
+        ]
+    )
+
+
+class TestRepeated:
+    def test_judged_on_the_median_not_on_one_unlucky_run(self) -> None:
+        runs = repeated(560, 680, 650)
+        assert [r.verdict for r in runs.runs] == ["MISS", "PASS", "PASS"]
+        assert runs.median_rate_ratio == pytest.approx(0.65)
+        assert runs.median_p99_ratio == pytest.approx(2.0)
+        assert runs.verdict() == ("PASS", [])
+
+    def test_a_median_below_the_target_misses(self) -> None:
+        verdict, reasons = repeated(500, 590, 700).verdict()
+        assert verdict == "MISS"
+        assert reasons == ["req/s ratio 0.59 < 0.60"]
+
+    def test_any_failed_run_makes_the_whole_an_error(self) -> None:
+        runs = repeated(700, 700)
+        runs.runs.append(result(None, None, Target(0.6), error="boom"))
+        assert runs.verdict() == ("ERROR", ["1 of 3 runs ERROR"])
+
+    def test_report_only_scenarios_stay_report_only(self) -> None:
+        runs = RepeatedResult([result(measurement("dashtam", 5, 8), None)])
+        assert runs.verdict() == ("REPORT", [])
+        assert runs.median_rate_ratio is None
+
+    def test_summary_shows_medians_and_every_run(self) -> None:
+        text = format_repeat_summary([repeated(560, 680, 650)])
+        assert "median req/s" in text.splitlines()[0]
+        line = text.splitlines()[1]
+        assert line.split()[:4] == ["health_live", "PASS", "0.65", "2.00"]
+        assert line.endswith("0.56, 0.68, 0.65")
+
+    def test_results_file_holds_the_repeat_summaries(self, tmp_path: Path) -> None:
+        runs = repeated(560, 680, 650)
+        path = tmp_path / "results.json"
+        write_json(path, runs.runs, {}, {"repeat": 3}, [runs])
+        (summary,) = json.loads(path.read_text())["repeats"]
+        assert summary["runs"] == 3
+        assert summary["median_rate_ratio"] == pytest.approx(0.65)
+        assert summary["verdict"] == "PASS"
+        assert len(json.loads(path.read_text())["results"]) == 3
 
 
 class TestJson:
