@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 from bench.cli import build_parser, format_listing, main, repeat_config
-from bench.runner import RunConfig
 from bench.scenarios import discover
 from bench.tools import parse_runnable
+
+from tests.unit.bench.support import run_config
 
 
 class TestParser:
@@ -29,20 +30,10 @@ class TestParser:
             build_parser().parse_args(["--repeat", "0"])
 
     def test_repeated_runs_keep_their_files_apart(self, tmp_path: Path) -> None:
-        config = RunConfig(
-            duration_s=10,
-            warmup_s=3,
-            connections=50,
-            threads=2,
-            backend="embedded",
-            environment="development",
-            results_dir=tmp_path,
-            certs_dir=tmp_path,
-            secrets={},
-        )
+        config = run_config(tmp_path)
         assert repeat_config(config, 0, 1) is config
         dirs = [repeat_config(config, i, 3).results_dir for i in range(3)]
-        assert dirs == [tmp_path / "run-1", tmp_path / "run-2", tmp_path / "run-3"]
+        assert dirs == [config.results_dir / f"run-{i}" for i in (1, 2, 3)]
 
     def test_scenario_is_repeatable(self) -> None:
         args = build_parser().parse_args(["--scenario", "a", "--scenario", "b"])

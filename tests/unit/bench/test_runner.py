@@ -7,19 +7,11 @@ from pathlib import Path
 import pytest
 from bench.runner import RunConfig
 
+from tests.unit.bench.support import run_config
+
 
 def config(tmp_path: Path) -> RunConfig:
-    return RunConfig(
-        duration_s=10,
-        warmup_s=3,
-        connections=50,
-        threads=2,
-        backend="embedded",
-        environment="development",
-        results_dir=tmp_path / "results",
-        certs_dir=tmp_path / "certs",
-        secrets={"SECRET_KEY": "fresh-secret", "ENCRYPTION_KEYS": "bench:key"},
-    )
+    return run_config(tmp_path)
 
 
 class TestServerEnv:

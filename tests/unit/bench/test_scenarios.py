@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from bench.runner import RunConfig, scenario_config
+from bench.runner import scenario_config
 from bench.scenarios import UnknownScenarioError, build_registry, discover, select
 from bench.scenarios.base import (
     DashtamHttp,
@@ -18,6 +18,8 @@ from bench.scenarios.base import (
     Target,
     json_body,
 )
+
+from tests.unit.bench.support import run_config
 
 LOAD = HttpLoad((HttpRequest("GET", "/health/live"),))
 FUNCTION = FunctionRef(factory="bench.reference.functions:argon2_verify")
@@ -108,29 +110,15 @@ class TestParts:
 
 
 class TestMinimumDuration:
-    @staticmethod
-    def config(duration_s: int, tmp_path: Path) -> RunConfig:
-        return RunConfig(
-            duration_s=duration_s,
-            warmup_s=3,
-            connections=50,
-            threads=2,
-            backend="embedded",
-            environment="development",
-            results_dir=tmp_path,
-            certs_dir=tmp_path,
-            secrets={},
-        )
-
     def test_a_slow_scenario_is_measured_for_at_least_its_minimum(self, tmp_path: Path) -> None:
-        config = self.config(10, tmp_path)
+        config = run_config(tmp_path, duration_s=10)
         assert scenario_config(make(min_duration_s=30), config).duration_s == 30
         assert scenario_config(make(min_duration_s=30), config).warmup_s == 3
 
     def test_a_longer_requested_window_wins(self, tmp_path: Path) -> None:
-        config = self.config(60, tmp_path)
+        config = run_config(tmp_path, duration_s=60)
         assert scenario_config(make(min_duration_s=30), config) is config
-        assert scenario_config(make(), self.config(5, tmp_path)).duration_s == 5
+        assert scenario_config(make(), run_config(tmp_path, duration_s=5)).duration_s == 5
 
     def test_negative_minimum_is_refused(self) -> None:
         with pytest.raises(ValueError, match="min_duration_s"):
